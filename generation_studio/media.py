@@ -1,0 +1,62 @@
+"""What a file is, told from its bytes: extension, MIME type, size in pixels.
+
+The store names files by their real content, never by what a client or a
+provider claims, so a PNG sent as ``photo.jpg`` is kept as ``_in_0.png``.
+"""
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+from PIL import Image
+
+# (magic test, extension, MIME type), first match wins.
+_SIGNATURES = [
+    (lambda b: b[:3] == b"\xff\xd8\xff", "jpg", "image/jpeg"),
+    (lambda b: b[:8] == b"\x89PNG\r\n\x1a\n", "png", "image/png"),
+    (lambda b: b[:6] in (b"GIF87a", b"GIF89a"), "gif", "image/gif"),
+    (lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP", "webp", "image/webp"),
+    (lambda b: b[4:8] == b"ftyp" and b[8:10] == b"qt", "mov", "video/quicktime"),
+    (lambda b: b[4:8] == b"ftyp", "mp4", "video/mp4"),
+    (lambda b: b[:4] == b"\x1aE\xdf\xa3", "webm", "video/webm"),
+    (lambda b: b[:2] == b"BM", "bmp", "image/bmp"),
+    (lambda b: b[:4] in (b"II*\x00", b"MM\x00*"), "tiff", "image/tiff"),
+]
+
+UNKNOWN = ("bin", "application/octet-stream")
+
+
+def sniff(head: bytes) -> tuple[str, str]:
+    """Return (extension, MIME type) for content starting with ``head``."""
+    for test, ext, mime in _SIGNATURES:
+        if test(head):
+            return ext, mime
+    return UNKNOWN
+
+
+@dataclass
+class FileInfo:
+    """What the record says of one stored file."""
+
+    ext: str
+    content_type: str
+    size: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+
+
+def describe(data: bytes) -> FileInfo:
+    """Describe ``data``: type from its magic bytes, pixel size from Pillow."""
+    ext, mime = sniff(data[:16])
+    info = FileInfo(ext, mime, len(data), hashlib.sha256(data).hexdigest())
+    if mime.startswith("image/"):
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                info.width, info.height = image.size
+                frames = getattr(image, "n_frames", 1)
+                info.frames = frames if frames > 1 else None
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass  # kept as bytes; the record just has no size
+    return info

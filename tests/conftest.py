@@ -1,0 +1,53 @@
+"""Fixtures: an app on a temporary storage folder, its client and CLI runner."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from generation_studio import create_app
+
+
+@pytest.fixture
+def storage_dir(tmp_path) -> Path:
+    return tmp_path / "operations"
+
+
+@pytest.fixture
+def app(storage_dir):
+    app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir),
+                      "MAX_VIDEO_FRAMES": 24, "LOCAL_VIDEO_SIZE": 96})
+    yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def records(storage_dir):
+    """Read every record on disk, oldest first, as a list of dicts."""
+    def read():
+        paths = sorted(storage_dir.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+        return [json.loads(p.read_text()) for p in paths]
+    return read
+
+
+def png_bytes(size=(64, 48), colour=(200, 30, 30), fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def open_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image

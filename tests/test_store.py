@@ -1,0 +1,122 @@
+"""The operation store: file names, atomic writes, ids, listing."""
+
+import json
+import os
+import stat
+import time
+
+import pytest
+
+from generation_studio import store as store_module
+from generation_studio.store import OperationExists, OperationStore
+
+from .conftest import png_bytes
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = OperationStore(tmp_path / "ops")
+    s.init()
+    return s
+
+
+def test_save_writes_record_inputs_and_output_named_by_content(store):
+    record = store.save({"operationType": "img_to_img", "status": "succeeded"},
+                        inputs=[(png_bytes(), "cat.jpg"), (png_bytes(fmt="JPEG"), None)],
+                        outputs=[png_bytes(fmt="WEBP")])
+    op_id = record["operationId"]
+    names = sorted(p.name for p in store.root.iterdir())
+    assert names == sorted([f"{op_id}.json", f"{op_id}_in_0.png", f"{op_id}_in_1.jpg",
+                            f"{op_id}_out.webp"])
+    on_disk = json.loads((store.root / f"{op_id}.json").read_text())
+    assert on_disk == record
+    first = on_disk["inputImages"][0]
+    assert first["originalName"] == "cat.jpg"
+    assert first["contentType"] == "image/png"
+    assert (first["width"], first["height"]) == (64, 48)
+    assert first["bytes"] == len(png_bytes())
+    assert len(first["sha256"]) == 64
+    assert on_disk["resultFile"] == f"{op_id}_out.webp"
+    assert on_disk["schemaVersion"] == store_module.SCHEMA_VERSION
+
+
+def test_several_outputs_are_numbered(store):
+    record = store.save({}, outputs=[png_bytes(), png_bytes(fmt="JPEG")])
+    op_id = record["operationId"]
+    assert [o["file"] for o in record["outputs"]] == [f"{op_id}_out_0.png", f"{op_id}_out_1.jpg"]
+
+
+def test_files_are_readable_by_others(store):
+    record = store.save({}, outputs=[png_bytes()])
+    for path in store.root.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert record["resultFile"]
+
+
+def test_a_failed_write_leaves_no_json_and_no_files(store, monkeypatch):
+    real_replace = os.replace
+
+    def fail_on_json(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_on_json)
+    with pytest.raises(OSError, match="disk full"):
+        store.save({}, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])
+    assert list(store.root.iterdir()) == []
+
+
+def test_a_write_that_dies_midway_leaves_no_half_file(store, monkeypatch):
+    def broken_fsync(fd):
+        raise OSError("I/O error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        store.save({}, outputs=[png_bytes()])
+    assert list(store.root.iterdir()) == []
+
+
+def test_ids_never_collide_with_an_existing_operation(store, monkeypatch):
+    tokens = iter(["aaaaaaaaaaaa", "aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    monkeypatch.setattr(store_module, "random_token", lambda: next(tokens))
+    first = store.save({})["operationId"]
+    second = store.save({})["operationId"]
+    assert first.endswith("_aaaaaaaaaaaa") and second.endswith("_bbbbbbbbbbbb")
+    with pytest.raises(OperationExists):
+        store.save({"operationId": first})
+    assert json.loads((store.root / f"{first}.json").read_text())["operationId"] == first
+
+
+def test_init_removes_stale_temp_files_only(store):
+    stale = store.root / ".x_out.jpg.abc.tmp"
+    fresh = store.root / ".y_out.jpg.def.tmp"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"being written")
+    old = time.time() - store_module.STALE_TMP_SECONDS - 5
+    os.utime(stale, (old, old))
+    assert store.init() == 1
+    assert not stale.exists() and fresh.exists()
+
+
+def test_query_pages_newest_first_and_filters(store):
+    ids = []
+    for n in range(5):
+        status = "failed" if n % 2 else "succeeded"
+        ids.append(store.save({"operationType": "text_to_image", "status": status})["operationId"])
+        time.sleep(0.002)
+    page, total = store.query(limit=2, offset=1)
+    assert total == 5
+    assert [r["operationId"] for r in page] == [ids[3], ids[2]]
+    failed, total_failed = store.query(status="failed")
+    assert total_failed == 2 and {r["operationId"] for r in failed} == {ids[1], ids[3]}
+    assert store.query(types=["text_to_video"]) == ([], 0)
+
+
+def test_find_file_only_serves_the_operations_own_files(store):
+    a = store.save({}, outputs=[png_bytes()])
+    b = store.save({}, outputs=[png_bytes()])
+    assert store.find_file(a["operationId"], a["resultFile"])[0].read_bytes() == png_bytes()
+    assert store.find_file(a["operationId"], b["resultFile"]) is None
+    assert store.find_file(a["operationId"], f"{a['operationId']}.json") is None
+    assert store.find_file("../etc", "passwd") is None
