@@ -1,0 +1,85 @@
+"""JSON error answers: ``{"success": false, "error": "<clear message>"}``.
+
+``ApiError`` is raised by our own code with a status and, when the fault is
+in one input, the field's name. Handlers are registered on the app, so that
+routing errors (404, 405) and Werkzeug's (413) answer in the same shape.
+"""
+
+from flask import current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+_HTTP_MESSAGES = {
+    404: lambda e: f"Not found: {request.path}",
+    405: lambda e: (f"Method {request.method} is not allowed on {request.path}; "
+                    f"allowed: {', '.join(sorted(e.valid_methods or []))}"),
+    413: lambda e: ("Request body is too large: the limit is "
+                    f"{_megabytes(current_app.config['MAX_CONTENT_LENGTH'])} (MAX_CONTENT_LENGTH)"),
+}
+
+
+class ApiError(Exception):
+    """An error the client should see, with its HTTP status."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None, field: str | None = None,
+                 headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+        if status is not None:
+            self.status = status
+
+
+class GenerationError(ApiError):
+    """A generation that ran and failed (the provider's fault, not the input's)."""
+
+    status = 500
+
+
+def _megabytes(limit: int) -> str:
+    return f"{limit / (1024 * 1024):g} MB"
+
+
+def error_body(message: str, status: int, field: str | None = None):
+    """The JSON answer for an error; names the recorded operation if any."""
+    body = {"success": False, "error": message}
+    if field:
+        body["field"] = field
+    if g.get("operation_id"):
+        body["operationId"] = g.operation_id
+    return jsonify(body), status
+
+
+def describe(e: Exception) -> tuple[str, int]:
+    """The message and status a client gets for ``e``."""
+    if isinstance(e, ApiError):
+        return e.message, e.status
+    if isinstance(e, HTTPException):
+        return _HTTP_MESSAGES.get(e.code, lambda e: e.description)(e), e.code or 500
+    return f"Internal error ({type(e).__name__}); see the server log", 500
+
+
+def _api_error(e: ApiError):
+    response, status = error_body(e.message, e.status, e.field)
+    response.headers.update(e.headers)
+    return response, status
+
+
+def _http_error(e: HTTPException):
+    response, status = error_body(*describe(e))
+    if e.code == 405 and e.valid_methods:
+        response.headers["Allow"] = ", ".join(e.valid_methods)
+    return response, status
+
+
+def _unexpected_error(e: Exception):
+    current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+    return error_body(*describe(e))
+
+
+def init_app(app):
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)

@@ -1,0 +1,89 @@
+"""Generation providers behind one small interface.
+
+A view turns its request into a ``Task`` (operation type, prompt, typed
+parameters, decoded images) and hands it to the app's provider, which answers
+with a ``Result``: output bytes and/or URLs, the model, and what the provider
+says about the run. The recording decorator stores both. ``GENERATION_PROVIDER``
+chooses the provider; ``local`` runs offline.
+"""
+
+from dataclasses import dataclass, field
+
+from flask import current_app
+from PIL import Image
+
+
+@dataclass
+class Task:
+    """One generation to run."""
+
+    operation: str
+    prompt: str
+    params: dict = field(default_factory=dict)
+    images: list[Image.Image] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    """What a provider made.
+
+    ``files`` are the outputs' bytes, ``urls`` where the provider put them;
+    ``details`` lands in the record's ``provider`` object (seed, prediction id,
+    timings...). A workflow also carries its plan and its ``steps``.
+    """
+
+    files: list[bytes] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    model: str | None = None
+    details: dict = field(default_factory=dict)
+    analysis: dict | None = None
+    steps: list = field(default_factory=list)
+
+
+@dataclass
+class Step:
+    """One step of a workflow, recorded as its own operation under the workflow.
+
+    ``inputs`` are ``(bytes, original_name)`` pairs; exactly one of
+    ``result`` and ``error`` is set once the step has run.
+    """
+
+    operation: str
+    prompt: str
+    params: dict
+    inputs: list
+    started: float
+    ended: float
+    result: Result | None = None
+    error: Exception | None = None
+
+
+class Provider:
+    """The interface: a name, and ``run(task) -> Result``."""
+
+    name = "base"
+
+    def __init__(self, config):
+        self.config = config
+
+    def run(self, task: Task) -> Result:
+        raise NotImplementedError
+
+
+def _registry() -> dict:
+    from .local import LocalProvider
+    return {"local": LocalProvider}
+
+
+def init_app(app):
+    """Build the configured provider once, or fail start-up with a clear message."""
+    name = app.config["GENERATION_PROVIDER"]
+    providers = _registry()
+    if name not in providers:
+        raise ValueError(f"GENERATION_PROVIDER={name!r} is unknown; "
+                         f"choose one of {', '.join(sorted(providers))}")
+    app.extensions["generation_provider"] = providers[name](app.config)
+
+
+def current_provider() -> Provider:
+    return current_app.extensions["generation_provider"]

@@ -1,0 +1,123 @@
+"""@records_operation: what lands on disk for successes, failures and save errors."""
+
+import logging
+import shutil
+
+import pytest
+
+from generation_studio.errors import GenerationError
+
+from .conftest import open_image
+
+PROMPT = {"prompt": "a lighthouse by the sea", "aspectRatio": "16:9", "seed": 42}
+
+
+def test_success_is_recorded_with_its_result(client, records, storage_dir):
+    response = client.post("/api/generate/text-to-image", json={**PROMPT, "guidance": 3.5})
+    assert response.status_code == 200
+    body = response.get_json()
+    [record] = records()
+    op_id = record["operationId"]
+    assert body["success"] is True and body["operationId"] == op_id and body["saved"] is True
+    assert record["operationType"] == "text_to_image"
+    assert record["status"] == "succeeded"
+    assert record["prompt"] == "a lighthouse by the sea"
+    assert record["parameters"] == {"aspectRatio": "16:9", "seed": 42, "guidance": 3.5}
+    assert record["error"] is None and record["errorType"] is None
+    assert record["provider"]["name"] == "local" and record["provider"]["model"]
+    assert record["provider"]["seed"] == 42
+    assert record["createdAt"].endswith("Z") and record["completedAt"] >= record["createdAt"]
+    assert record["durationMs"] > 0
+    assert record["inputImages"] == [] and record["workflowAnalysis"] is None
+    assert record["resultFile"] == f"{op_id}_out.jpg"
+    image = open_image((storage_dir / record["resultFile"]).read_bytes())
+    assert image.format == "JPEG" and image.size == (1344, 768)
+    assert body["fileUrl"] == f"/api/history/{op_id}/files/{op_id}_out.jpg"
+    assert body["resultUrl"] == body["fileUrl"]
+    served = client.get(body["fileUrl"])
+    assert served.status_code == 200 and served.mimetype == "image/jpeg"
+    assert served.data == (storage_dir / record["resultFile"]).read_bytes()
+
+
+def test_a_failed_generation_is_recorded_then_answered_as_an_error(client, app, records,
+                                                                 monkeypatch):
+    def explode(task):
+        raise GenerationError("the engine ran out of paint")
+
+    monkeypatch.setattr(app.extensions["generation_provider"], "run", explode)
+    response = client.post("/api/generate/text-to-image", json=PROMPT)
+    assert response.status_code == 500
+    body = response.get_json()
+    assert body == {"success": False, "error": "the engine ran out of paint",
+                    "operationId": body["operationId"]}
+    [record] = records()
+    assert record["operationId"] == body["operationId"]
+    assert record["status"] == "failed"
+    assert record["error"] == "the engine ran out of paint"
+    assert record["errorType"] == "GenerationError"
+    assert record["prompt"] == "a lighthouse by the sea"
+    assert record["resultFile"] is None and record["outputs"] == []
+
+
+def test_an_unexpected_exception_is_recorded_with_its_text_but_not_shown(client, app, records,
+                                                                        monkeypatch):
+    def bug(task):
+        raise ZeroDivisionError("division by zero in the palette")
+
+    monkeypatch.setattr(app.extensions["generation_provider"], "run", bug)
+    response = client.post("/api/generate/text-to-image", json=PROMPT)
+    assert response.status_code == 500
+    assert "ZeroDivisionError" in response.get_json()["error"]
+    assert "palette" not in response.get_json()["error"]
+    [record] = records()
+    assert record["error"] == "division by zero in the palette"
+    assert record["errorType"] == "ZeroDivisionError"
+
+
+@pytest.mark.parametrize("key", ["apiKey", "api_key", "token", "REPLICATE_API_TOKEN",
+                                 "password", "clientSecret", "key", "Authorization"])
+def test_secrets_never_reach_the_record(client, records, storage_dir, key):
+    client.post("/api/generate/text-to-image", json={**PROMPT, key: "s3cr3t-value"})
+    [record] = records()
+    assert key not in record["parameters"]
+    assert not any("s3cr3t-value" in p.read_text() for p in storage_dir.glob("*.json"))
+
+
+def test_a_configured_secret_is_dropped_whatever_its_key(client, app, records):
+    app.config["REPLICATE_API_TOKEN"] = "r8_abcdef123456"
+    client.post("/api/generate/text-to-image", json={**PROMPT, "note": "r8_abcdef123456"})
+    assert "note" not in records()[0]["parameters"]
+
+
+def test_unwritable_storage_still_answers_200_and_logs(client, storage_dir, caplog):
+    shutil.rmtree(storage_dir)
+    storage_dir.write_text("a file where the folder should be")
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/api/generate/text-to-image", json=PROMPT)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["success"] is True and body["saved"] is False and body["operationId"] is None
+    # Nothing keeps the result, so it comes inline rather than being lost.
+    assert body["resultUrl"].startswith("data:image/jpeg;base64,")
+    assert any("Could not save operation" in r.getMessage() for r in caplog.records)
+
+
+def test_unwritable_storage_keeps_the_error_answer_of_a_failed_request(client, storage_dir):
+    shutil.rmtree(storage_dir)
+    storage_dir.write_text("not a folder")
+    response = client.post("/api/generate/text-to-image", json={"prompt": ""})
+    assert response.status_code == 400
+    assert "operationId" not in response.get_json()
+
+
+def test_recording_can_be_switched_off(client, app, storage_dir):
+    app.config["RECORDING_ENABLED"] = False
+    response = client.post("/api/generate/text-to-image", json=PROMPT)
+    assert response.status_code == 200
+    assert response.get_json()["resultUrl"].startswith("data:image/jpeg;base64,")
+    assert list(storage_dir.iterdir()) == []
+
+
+def test_the_undecorated_view_is_kept(app):
+    view = app.view_functions["generate.text_to_image"]
+    assert view.unrecorded.__name__ == "text_to_image"
