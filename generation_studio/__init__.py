@@ -1,0 +1,55 @@
+"""Generation Studio: a Flask backend for image and video generation that
+records every operation (prompt, parameters, inputs, result, error) on disk."""
+
+import os
+
+from dotenv import find_dotenv, load_dotenv
+from flask import Flask
+
+from . import cli, errors, providers, routes
+from .config import DEFAULTS
+from .store import OperationStore
+
+
+def create_app(test_config=None):
+    """Build the app: settings, store, provider, blueprints, CLI."""
+    app = Flask(__name__, instance_relative_config=True)
+    # "files//etc/passwd" should be a 404, not a redirect to a merged path.
+    app.url_map.merge_slashes = False
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        # Later layers win: instance/config.py, then .env, then FLASK_* variables.
+        app.config.from_pyfile("config.py", silent=True)
+        load_dotenv(find_dotenv(usecwd=True))
+        app.config.from_prefixed_env()
+    else:
+        app.config.from_mapping(test_config)
+    app.config["STORAGE_DIR"] = app.config["STORAGE_DIR"] or os.path.join(
+        app.instance_path, "data", "operations")
+    # Flask 3.1 caps non-file form fields at 500 kB; data URLs in forms need more.
+    app.config["MAX_FORM_MEMORY_SIZE"] = app.config["MAX_CONTENT_LENGTH"]
+    app.logger.setLevel(app.config["LOG_LEVEL"])
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    app.extensions["operation_store"] = _open_store(app)
+    providers.init_app(app)
+    errors.init_app(app)
+    routes.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def _open_store(app) -> OperationStore:
+    """The store, its folder made; an unwritable folder is logged, not fatal."""
+    store = OperationStore(app.config["STORAGE_DIR"])
+    try:
+        removed = store.init()
+    except OSError as e:
+        app.logger.error("Storage folder %s cannot be used (%s): operations will not be "
+                         "saved until it can", store.root, e)
+        return store
+    app.logger.info("Storage folders initialised: %s", store.root)
+    if removed:
+        app.logger.warning("Removed %d stale temporary file(s) left by an interrupted write",
+                           removed)
+    return store
