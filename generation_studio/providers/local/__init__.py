@@ -11,7 +11,7 @@ import secrets
 from PIL import Image
 
 from .. import Provider, Result, Task
-from . import render
+from . import edit, render, video
 
 MODEL = "local-procedural-1"
 SAVE_OPTIONS = {
@@ -44,9 +44,62 @@ class LocalProvider(Provider):
         return Result(files=[encode(image, fmt)], model=MODEL,
                       details={"width": width, "height": height, **details})
 
-    def text_to_image(self, task: Task) -> Result:
+    def _seed(self, task: Task) -> int:
         seed = task.params.get("seed")
-        if seed is None:
-            seed = secrets.randbelow(2**32)
+        return secrets.randbelow(2**32) if seed is None else seed
+
+    def _video_result(self, task: Task, make_frames, aspect) -> Result:
+        """Render ``make_frames(count, size)`` as an animated WebP."""
+        fps = task.params["fps"]
+        count = video.frame_count(task.params["duration"], fps, self.config["MAX_VIDEO_FRAMES"])
+        size = video.frame_size(aspect, self.config["LOCAL_VIDEO_SIZE"])
+        return Result(files=[video.encode(make_frames(count, size), fps)], model=MODEL,
+                      details={"width": size[0], "height": size[1], "frames": count, "fps": fps,
+                               "durationSeconds": count / fps})
+
+    def text_to_image(self, task: Task) -> Result:
+        seed = self._seed(task)
         size = render.ASPECT_SIZES[task.params.get("aspectRatio", "1:1")]
         return self._image_result(render.render(task.prompt, seed, size), task, seed=seed)
+
+    def img_to_img(self, task: Task) -> Result:
+        seed = self._seed(task)
+        strength = task.params["strength"]
+        image = edit.blend_with_rendering(task.images[0], task.prompt, seed, strength)
+        return self._image_result(image, task, seed=seed, strength=strength)
+
+    def image_edit_single(self, task: Task) -> Result:
+        source = task.images[0] if len(task.images) == 1 else edit.compose(task.images)
+        image, edits = edit.apply_edits(edit.fit(source), task.prompt)
+        return self._image_result(image, task, edits=edits)
+
+    image_edit_multiple = image_edit_single
+
+    def pose_transfer(self, task: Task) -> Result:
+        return self._image_result(edit.pose_transfer(*task.images[:2]), task)
+
+    def style_transfer(self, task: Task) -> Result:
+        strength = task.params.get("strength", 1.0)
+        return self._image_result(edit.style_transfer(*task.images[:2], strength), task,
+                                  strength=strength)
+
+    def text_to_video(self, task: Task) -> Result:
+        seed = self._seed(task)
+        aspect = render.ASPECT_SIZES[task.params.get("aspectRatio", "16:9")]
+        result = self._video_result(
+            task, lambda n, size: video.pan_rendering(task.prompt, seed, n, size), aspect)
+        result.details["seed"] = seed
+        return result
+
+    def image_to_video_single(self, task: Task) -> Result:
+        image = task.images[0]
+        motion = task.params.get("motion") or video.motion_in(task.prompt)
+        result = self._video_result(
+            task, lambda n, size: video.ken_burns(image, n, size, motion), image.size)
+        result.details["motion"] = motion
+        return result
+
+    def image_to_video_transition(self, task: Task) -> Result:
+        first, second = task.images[:2]
+        return self._video_result(
+            task, lambda n, size: video.cross_fade(first, second, n, size), first.size)
