@@ -13,7 +13,7 @@ _HTTP_MESSAGES = {
     405: lambda e: (f"Method {request.method} is not allowed on {request.path}; "
                     f"allowed: {', '.join(sorted(e.valid_methods or []))}"),
     413: lambda e: ("Request body is too large: the limit is "
-                    f"{_megabytes(current_app.config['MAX_CONTENT_LENGTH'])} (MAX_CONTENT_LENGTH)"),
+                    f"{human_size(current_app.config['MAX_CONTENT_LENGTH'])} (MAX_CONTENT_LENGTH)"),
 }
 
 
@@ -38,8 +38,11 @@ class GenerationError(ApiError):
     status = 500
 
 
-def _megabytes(limit: int) -> str:
-    return f"{limit / (1024 * 1024):g} MB"
+def human_size(size: int) -> str:
+    """``52428800`` -> ``50 MB``; below a megabyte, in bytes."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.4g} MB"
+    return f"{size:,} bytes"
 
 
 def error_body(message: str, status: int, field: str | None = None):

@@ -12,7 +12,6 @@ helpers below; each error names the field and the limit.
 
 import base64
 import binascii
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from flask import current_app, g, request
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import media
 from .errors import ApiError
 
 IMAGE_FIELDS = ("image", "images")
@@ -186,7 +186,7 @@ def open_image(upload: Upload) -> Image.Image:
     limit = current_app.config["MAX_IMAGE_PIXELS"]
     name = f" ({upload.filename})" if upload.filename else ""
     try:
-        image = Image.open(io.BytesIO(upload.data))
+        image = media.open_image(upload.data)
         width, height = image.size
         if width * height > limit:
             raise ApiError(f"{upload.label}{name} is {width}x{height} = {width * height:,} "

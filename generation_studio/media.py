@@ -6,6 +6,7 @@ provider claims, so a PNG sent as ``photo.jpg`` is kept as ``_in_0.png``.
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 
 from PIL import Image
@@ -34,6 +35,14 @@ def sniff(head: bytes) -> tuple[str, str]:
     return UNKNOWN
 
 
+def open_image(data: bytes) -> Image.Image:
+    """Open ``data`` lazily (header only). Pillow's own bomb warning is muted:
+    callers compare the size with their own limit before decoding."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
+
+
 @dataclass
 class FileInfo:
     """What the record says of one stored file."""
@@ -53,7 +62,7 @@ def describe(data: bytes) -> FileInfo:
     info = FileInfo(ext, mime, len(data), hashlib.sha256(data).hexdigest())
     if mime.startswith("image/"):
         try:
-            with Image.open(io.BytesIO(data)) as image:
+            with open_image(data) as image:
                 info.width, info.height = image.size
                 frames = getattr(image, "n_frames", 1)
                 info.frames = frames if frames > 1 else None

@@ -41,9 +41,16 @@ def records(storage_dir):
     return read
 
 
-def png_bytes(size=(64, 48), colour=(200, 30, 30), fmt="PNG") -> bytes:
+def png_bytes(size=(64, 48), colour=(200, 30, 30), fmt="PNG", pattern=False) -> bytes:
+    """An image of one colour, or with ``pattern`` a colour over a gradient
+    (video encoders merge identical frames, so moving over a flat colour
+    makes a one-frame video)."""
+    image = Image.new("RGB", size, colour)
+    if pattern:
+        image = Image.composite(image, Image.new("RGB", size, (255, 255, 255)),
+                                Image.linear_gradient("L").rotate(45).resize(size))
     buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, fmt)
+    image.save(buffer, fmt)
     return buffer.getvalue()
 
 

@@ -1,8 +1,10 @@
 """The studio's blueprints, one per route family."""
 
-from . import generate, history
+from . import edit, generate, history, video, video_image, workflow
+
+BLUEPRINTS = (generate.bp, edit.bp, video.bp, video_image.bp, workflow.bp, history.bp)
 
 
 def init_app(app):
-    app.register_blueprint(generate.bp)
-    app.register_blueprint(history.bp)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
