@@ -1,0 +1,184 @@
+"""Multi-step workflows: a request analysed into a plan, then run step by step.
+
+A plan is plain JSON, so that a language model can fill it as well as the
+rules below do::
+
+    {"type": "edit_then_video", "analyzer": "rules",
+     "reason": "1 image and the words 'animate' ask for an edit, then a video",
+     "steps": [{"operation": "image_edit_single", "prompt": "...", "inputs": ["upload:0"]},
+               {"operation": "image_to_video_single", "prompt": "...", "inputs": ["step:0"]}]}
+
+An input is ``upload:N`` (the N-th uploaded image) or ``step:N`` (the image
+step N made). ``validate`` checks any plan against that shape; ``execute``
+runs one and returns a ``Result`` carrying every step, which the recording
+decorator stores as operations of their own under the workflow's id.
+"""
+
+import io
+import re
+import time
+
+from flask import g
+from PIL import Image
+
+from . import inputs
+from .catalog import OPERATIONS, WORKFLOWS, image_limits, makes_video
+from .errors import ApiError, GenerationError, describe
+from .providers import Result, Step, Task, current_provider
+
+MAX_IMAGES = 5
+MAX_STEPS = 5
+VIDEO_WORDS = {"video", "animate", "animated", "animation", "motion", "move", "moving",
+               "zoom", "pan", "clip", "movie", "film"}
+EDIT_WORDS = {"edit", "grayscale", "greyscale", "sepia", "blur", "sharpen", "invert", "brighter",
+              "darker", "contrast", "vivid", "mirror", "flip", "rotate", "vintage", "negative"}
+TRANSITION_WORDS = {"transition", "morph", "fade", "between", "crossfade"}
+STYLE_WORDS = {"style", "styled", "palette"}
+# Which of the request's parameters each step takes.
+STEP_PARAMS = {
+    "text_to_image": ("aspectRatio", "seed", "outputFormat"),
+    "img_to_img": ("seed", "outputFormat"),
+    "image_edit_single": ("outputFormat",),
+    "image_edit_multiple": ("outputFormat",),
+    "pose_transfer": ("outputFormat",),
+    "style_transfer": ("outputFormat",),
+    "text_to_video": ("duration", "fps", "aspectRatio", "seed"),
+    "image_to_video_single": ("duration", "fps"),
+    "image_to_video_transition": ("duration", "fps"),
+}
+# Each workflow: (images it takes, its steps as (operation, inputs)).
+# "image_edit" becomes single or multiple by the count; "uploads" is every upload.
+TEMPLATES = {
+    "generate_image": ((0, 0), [("text_to_image", [])]),
+    "generate_then_edit": ((0, 0), [("text_to_image", []), ("image_edit_single", ["step:0"])]),
+    "generate_then_video": ((0, 0), [("text_to_image", []),
+                                     ("image_to_video_single", ["step:0"])]),
+    "edit_image": ((1, MAX_IMAGES), [("image_edit", ["uploads"])]),
+    "edit_then_video": ((1, MAX_IMAGES), [("image_edit", ["uploads"]),
+                                          ("image_to_video_single", ["step:0"])]),
+    "style_image": ((2, 2), [("style_transfer", ["upload:0", "upload:1"])]),
+    "style_then_video": ((2, 2), [("style_transfer", ["upload:0", "upload:1"]),
+                                  ("image_to_video_single", ["step:0"])]),
+    "transition_video": ((2, 2), [("image_to_video_transition", ["upload:0", "upload:1"])]),
+}
+assert set(TEMPLATES) == set(WORKFLOWS)
+
+
+class WorkflowStepError(GenerationError):
+    """A step failed: the workflow fails, naming it; the steps so far are kept."""
+
+    def __init__(self, index: int, plan: dict, cause: Exception, steps: list):
+        message, status = describe(cause)
+        operation = plan["steps"][index]["operation"]
+        super().__init__(f"Workflow step {index + 1} of {len(plan['steps'])} ({operation}) "
+                         f"failed: {message}", status=status)
+        self.steps, self.analysis = steps, plan
+
+
+def detect(prompt: str, count: int) -> tuple[str, str]:
+    """The workflow type the rules see in the prompt and image count, and why."""
+    words = set(re.findall(r"[a-z]+", prompt.lower()))
+    video = sorted(words & VIDEO_WORDS)
+    if count == 0:
+        if video:
+            return "generate_then_video", f"no image, and the words {video} ask for a video"
+        edits = sorted(words & EDIT_WORDS)
+        if edits:
+            return "generate_then_edit", f"no image, and the words {edits} ask for an edit"
+        return "generate_image", "no image and no video or edit words: a picture"
+    if count == 2 and words & TRANSITION_WORDS:
+        return "transition_video", f"2 images and the words {sorted(words & TRANSITION_WORDS)}"
+    if count == 2 and words & STYLE_WORDS:
+        kind = "style_then_video" if video else "style_image"
+        return kind, f"2 images and the words {sorted(words & (STYLE_WORDS | set(video)))}"
+    if video:
+        return "edit_then_video", f"{count} image(s) and the words {video}: an edit, then a video"
+    return "edit_image", f"{count} image(s) and no video words: an edit"
+
+
+def rule_plan(prompt: str, count: int, forced: str | None = None) -> dict:
+    """A plan by the rules, or for the ``forced`` workflow type."""
+    kind, reason = (forced, "asked for in the request") if forced else detect(prompt, count)
+    (low, high), template = TEMPLATES[kind]
+    if not low <= count <= high:
+        wanted = f"exactly {low}" if low == high else f"{low} to {high}"
+        raise ApiError(f"workflow {kind} takes {wanted} image(s); got {count}", field="images")
+    steps = []
+    for operation, refs in template:
+        if operation == "image_edit":
+            operation = "image_edit_multiple" if count > 1 else "image_edit_single"
+        refs = [f"upload:{n}" for n in range(count)] if refs == ["uploads"] else refs
+        steps.append({"operation": operation, "prompt": prompt, "inputs": refs})
+    return {"type": kind, "analyzer": "rules", "reason": reason, "steps": steps}
+
+
+def validate(plan, count: int) -> dict:
+    """``plan`` if it has a plan's shape and can run on ``count`` uploads, else ValueError."""
+    if not isinstance(plan, dict) or plan.get("type") not in WORKFLOWS:
+        raise ValueError(f"a plan is an object whose type is one of {', '.join(WORKFLOWS)}")
+    steps = plan.get("steps")
+    if not isinstance(steps, list) or not 1 <= len(steps) <= MAX_STEPS:
+        raise ValueError(f"a plan has 1 to {MAX_STEPS} steps")
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or step.get("operation") not in OPERATIONS:
+            raise ValueError(f"step {index}: operation must be one of {', '.join(OPERATIONS)}")
+        if not isinstance(step.get("prompt", ""), str):
+            raise ValueError(f"step {index}: prompt must be text")
+        refs = step.get("inputs", [])
+        low, high = image_limits(step["operation"])
+        if not isinstance(refs, list) or not low <= len(refs) <= high:
+            raise ValueError(f"step {index}: {step['operation']} takes {low} to {high} inputs")
+        for ref in refs:
+            source, _, number = str(ref).partition(":")
+            valid = number.isdigit() and (
+                (source == "upload" and int(number) < count)
+                or (source == "step" and int(number) < index
+                    and not makes_video(steps[int(number)]["operation"])))
+            if not valid:
+                raise ValueError(f"step {index}: input {ref!r} is not an upload or an earlier "
+                                 "image step")
+    return plan
+
+
+def plan_for_request() -> dict:
+    """The current request's plan, made once (the decorator needs its type first)."""
+    if "workflow_plan" not in g:
+        data = inputs.current()
+        forced = inputs.choice("workflow", WORKFLOWS)
+        plan = rule_plan(inputs.prompt(), len(data.uploads), forced)
+        g.workflow_plan = validate(plan, len(data.uploads))
+    return g.workflow_plan
+
+
+def execute(plan: dict, uploads: list, images: list, params: dict) -> Result:
+    """Run every step of ``plan``; a failed step raises WorkflowStepError."""
+    provider = current_provider()
+    done: list[Step] = []
+    for index, spec in enumerate(plan["steps"]):
+        operation = spec["operation"]
+        pairs = [_input(ref, uploads, images, done) for ref in spec["inputs"]]
+        step_params = {k: params[k] for k in STEP_PARAMS[operation] if k in params}
+        step = Step(operation, spec.get("prompt", ""), step_params,
+                    [(data, name) for data, name, _ in pairs], time.time(), 0.0)
+        try:
+            step.result = provider.run(Task(operation, step.prompt, step_params,
+                                            [image for _, _, image in pairs]))
+        except Exception as exc:
+            step.error, step.ended = exc, time.time()
+            done.append(step)
+            raise WorkflowStepError(index, plan, exc, done) from exc
+        step.ended = time.time()
+        done.append(step)
+    last = done[-1].result
+    return Result(files=last.files, urls=last.urls, model=last.model,
+                  details={"steps": len(done)}, analysis=plan, steps=done)
+
+
+def _input(ref: str, uploads, images, done):
+    """``(bytes, original name, decoded image)`` for an input reference."""
+    source, _, number = ref.partition(":")
+    if source == "upload":
+        upload = uploads[int(number)]
+        return upload.data, upload.filename, images[int(number)]
+    data = done[int(number)].result.files[0]
+    return data, None, Image.open(io.BytesIO(data)).convert("RGB")
