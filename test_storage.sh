@@ -32,9 +32,11 @@ post() {
   body=${body%$'\n'*}
 }
 
-# saved TYPE: the last posted operation answered 200 and its files are on disk.
+# saved TYPE [UPLOADED_FILE...]: the last posted operation answered 200, its
+# record and result are on disk, and each uploaded file was kept byte for byte.
 saved() {
-  local type=$1 id
+  local type=$1 id n=0
+  shift
   id=$(json_field operationId <<<"$body")
   check "$type: answered 200 with an operation id" test "$status" = 200 -a -n "$id"
   [ -n "$id" ] || return
@@ -49,6 +51,10 @@ saved() {
   curl -sS -o "$served" "$BASE_URL$(json_field fileUrl <<<"$body")"
   check "$type: stored copy served byte for byte" cmp -s "$served" "$STORAGE_DIR/$result"
   rm -f "$served"
+  for uploaded in "$@"; do
+    check "$type: input $n kept byte for byte" cmp -s "$uploaded" "$(ls "$STORAGE_DIR/${id}_in_$n".* 2>/dev/null | head -n 1)"
+    n=$((n + 1))
+  done
   last_id=$id
 }
 
@@ -62,14 +68,39 @@ post /api/generate/text-to-image -H 'Content-Type: application/json' \
   -d '{"prompt": "un chat", "aspectRatio": "16:9"}'
 saved text_to_image
 
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+curl -sS -o "$work/first.jpg" "$BASE_URL$(json_field fileUrl <<<"$body")"
+post /api/generate/text-to-image -d prompt=mountains -d aspectRatio=1:1 -d outputFormat=png
+curl -sS -o "$work/second.png" "$BASE_URL$(json_field fileUrl <<<"$body")"
+
+echo "2b. One route of each family, with real uploads"
+post /api/edit/image -F "prompt=sepia" -F "images=@$work/first.jpg" -F "images=@$work/second.png"
+saved image_edit_multiple "$work/first.jpg" "$work/second.png"
+post /api/video/text-to-video -F "prompt=waves on the sea" -F duration=1 -F fps=4
+saved text_to_video
+post /api/video-image/transition -F "images=@$work/first.jpg" -F "images=@$work/second.png" \
+  -F duration=1 -F fps=4
+saved image_to_video_transition "$work/first.jpg" "$work/second.png"
+post /api/workflow/execute -F "prompt=make it brighter, then animate it" -F "image=@$work/first.jpg" \
+  -F duration=1 -F fps=4
+saved edit_then_video "$work/first.jpg"
+check "edit_then_video: the workflow lists its 2 steps" grep -q '"parentId"' \
+  "$STORAGE_DIR/$(json_field steps <<<"$body" | tr -d "[]' " | cut -d, -f2).json"
+
 echo "3. Bad input is refused, and recorded as failed"
 post /api/generate/text-to-image -H 'Content-Type: application/json' -d '{"prompt": ""}'
 check "empty prompt answers 400" test "$status" = 400
 failed_id=$(json_field operationId <<<"$body")
 check "the failure is recorded" grep -q '"status": "failed"' "$STORAGE_DIR/$failed_id.json"
+post /api/edit/pose -F "images=@$0" -F "images=@$work/first.jpg"
+check "a shell script as an image answers 400" test "$status" = 400
+check "the refusal names the field" grep -q 'images\[0\]' <<<"$body"
+failed_id=$(json_field operationId <<<"$body")
+check "the refusal is recorded with the upload" test -s "$STORAGE_DIR/${failed_id}_in_0.bin"
 
 echo "4. Files in the storage folder"
-ls -lh "$STORAGE_DIR" | tail -n 5
+ls -lh "$STORAGE_DIR" | tail -n 8
 
 echo "5. History"
 history=$(curl -sS "$BASE_URL/api/history?limit=5")
