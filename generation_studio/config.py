@@ -27,4 +27,38 @@ DEFAULTS = {
     "LOCAL_VIDEO_SIZE": 512,
     # Level of the studio's log lines (DEBUG, INFO, WARNING, ERROR).
     "LOG_LEVEL": "INFO",
+
+    # Hosted providers. Tokens are read from these settings or, more usually,
+    # from the environment variables of the same name (.env).
+    "REPLICATE_API_TOKEN": None,
+    "REPLICATE_API_BASE": "https://api.replicate.com/v1",
+    # Models per operation type, over the defaults (see the README), e.g.
+    # {"text_to_image": "black-forest-labs/flux-1.1-pro"}.
+    "REPLICATE_MODELS": {},
+    # How long a prediction request may wait for the result (Prefer: wait=n).
+    "REPLICATE_WAIT_SECONDS": 60,
+    "FAL_KEY": None,
+    "FAL_QUEUE_BASE": "https://queue.fal.run",
+    "FAL_MODELS": {},
+    # Deadlines: past them the job is canceled and the request fails with 504.
+    "PROVIDER_IMAGE_DEADLINE": 300,
+    "PROVIDER_VIDEO_DEADLINE": 1800,
+    # Polling: first interval, growing by half each time up to the maximum.
+    "PROVIDER_POLL_INTERVAL": 1.0,
+    "PROVIDER_POLL_MAX_INTERVAL": 10.0,
+    # Backoff before retrying a GET after a 5xx or connection error (doubles).
+    "PROVIDER_RETRY_BACKOFF": 1.0,
+    # Longest wait honoured for a 429's Retry-After before retrying.
+    "PROVIDER_MAX_RETRY_WAIT": 60,
+    # Seconds to connect and to wait for an answer from a provider.
+    "PROVIDER_HTTP_TIMEOUT": 30,
+    # The only origins results are downloaded from ("*." for subdomains).
+    "ALLOWED_RESULT_ORIGINS": [
+        "https://replicate.delivery", "https://*.replicate.delivery",
+        "https://fal.media", "https://*.fal.media",
+    ],
+    # Largest result downloaded; over it, the operation fails.
+    "MAX_RESULT_BYTES": 512 * MB,
+    # Token for DELETE and the admin pages (none: open).
+    "ADMIN_TOKEN": None,
 }

@@ -38,6 +38,12 @@ class GenerationError(ApiError):
     status = 500
 
 
+class ProviderError(GenerationError):
+    """A hosted provider failed, or answered something we will not use."""
+
+    status = 502
+
+
 def human_size(size: int) -> str:
     """``52428800`` -> ``50 MB``; below a megabyte, in bytes."""
     if size >= 1024 * 1024:

@@ -4,10 +4,12 @@ The store names files by their real content, never by what a client or a
 provider claims, so a PNG sent as ``photo.jpg`` is kept as ``_in_0.png``.
 """
 
+import base64
 import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 
@@ -22,6 +24,7 @@ _SIGNATURES = [
     (lambda b: b[:4] == b"\x1aE\xdf\xa3", "webm", "video/webm"),
     (lambda b: b[:2] == b"BM", "bmp", "image/bmp"),
     (lambda b: b[:4] in (b"II*\x00", b"MM\x00*"), "tiff", "image/tiff"),
+    (lambda b: b.lstrip()[:5].lower() in (b"<!doc", b"<html"), "html", "text/html"),
 ]
 
 UNKNOWN = ("bin", "application/octet-stream")
@@ -35,12 +38,30 @@ def sniff(head: bytes) -> tuple[str, str]:
     return UNKNOWN
 
 
-def open_image(data: bytes) -> Image.Image:
-    """Open ``data`` lazily (header only). Pillow's own bomb warning is muted:
-    callers compare the size with their own limit before decoding."""
+def open_image(data: bytes | Path) -> Image.Image:
+    """Open ``data`` (bytes or a file) lazily, header only. Pillow's own bomb
+    warning is muted: callers compare the size with their own limit."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(io.BytesIO(data))
+        return Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+
+
+def load(data: bytes | Path) -> bytes:
+    """The bytes of an output, which providers give as bytes or as a file."""
+    return data.read_bytes() if isinstance(data, Path) else data
+
+
+def data_url(data: bytes) -> str:
+    """``data`` as a ``data:<type>;base64,...`` URL, its type sniffed."""
+    _, mime = sniff(data[:16])
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def head(data: bytes | Path, size: int = 16) -> bytes:
+    if isinstance(data, Path):
+        with data.open("rb") as f:
+            return f.read(size)
+    return data[:size]
 
 
 @dataclass
@@ -56,10 +77,19 @@ class FileInfo:
     frames: int | None = None
 
 
-def describe(data: bytes) -> FileInfo:
-    """Describe ``data``: type from its magic bytes, pixel size from Pillow."""
-    ext, mime = sniff(data[:16])
-    info = FileInfo(ext, mime, len(data), hashlib.sha256(data).hexdigest())
+def describe(data: bytes | Path) -> FileInfo:
+    """Describe ``data`` (bytes or a file, read in chunks): type from its magic
+    bytes, pixel size and frames from Pillow."""
+    ext, mime = sniff(head(data))
+    if isinstance(data, Path):
+        digest, size = hashlib.sha256(), 0
+        with data.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        info = FileInfo(ext, mime, size, digest.hexdigest())
+    else:
+        info = FileInfo(ext, mime, len(data), hashlib.sha256(data).hexdigest())
     if mime.startswith("image/"):
         try:
             with open_image(data) as image:

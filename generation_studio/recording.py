@@ -8,10 +8,11 @@ guide hold: a failed save is logged and never changes the response; a failed
 generation is recorded with its error, then answered as an error.
 """
 
-import base64
 import functools
+import os
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from flask import current_app, g, jsonify, url_for
 
@@ -39,10 +40,17 @@ def records_operation(operation_type, *, default=None):
                     op_type = operation_type(data)
                 result = current_app.ensure_sync(view)(*args, **kwargs)
             except Exception as exc:
-                _record(op_type, started, error=exc, steps=getattr(exc, "steps", ()))
+                steps = getattr(exc, "steps", ())
+                try:
+                    _record(op_type, started, error=exc, steps=steps)
+                finally:
+                    _remove_downloads([s.result for s in steps if s.result])
                 raise
-            record = _record(op_type, started, result=result, steps=result.steps)
-            return jsonify(_success_body(op_type, result, record, time.time() - started))
+            try:
+                record = _record(op_type, started, result=result, steps=result.steps)
+                return jsonify(_success_body(op_type, result, record, time.time() - started))
+            finally:
+                _remove_downloads([result] + [s.result for s in result.steps if s.result])
 
         wrapper.unrecorded = view
         return wrapper
@@ -87,8 +95,13 @@ def _save_step(store, step, parent_id) -> str:
                       step.result.files if step.result else [])["operationId"]
 
 
+def _secrets() -> list:
+    """The configured secret values (settings, or environment variables)."""
+    return [current_app.config.get(name) or os.environ.get(name) for name in SECRET_SETTINGS]
+
+
 def _base_record(op_type, started, ended, fields, result, error) -> dict:
-    secrets = [current_app.config.get(name) for name in SECRET_SETTINGS]
+    secrets = _secrets()
     prompt = fields.get("prompt")
     record = {
         "operationType": op_type,
@@ -117,6 +130,15 @@ def _base_record(op_type, started, ended, fields, result, error) -> dict:
                       httpStatus=status)
         record["workflowAnalysis"] = getattr(error, "analysis", None)
     return record
+
+
+def _remove_downloads(results) -> None:
+    """Delete downloaded temp files the store did not move in (save failed,
+    recording off, or a step output the workflow passed on)."""
+    for result in results:
+        for item in result.files:
+            if isinstance(item, Path):
+                item.unlink(missing_ok=True)
 
 
 def _redact(text: str, secrets) -> str:
@@ -148,15 +170,10 @@ def _success_body(op_type, result: Result, record, elapsed) -> dict:
                     fileUrl=files[0] if files else None, fileUrls=files)
         urls = result.urls or files
     else:  # nothing keeps the result: hand it over inline rather than lose it
-        urls = result.urls or [_data_url(data) for data in result.files]
+        urls = result.urls or [media.data_url(media.load(data)) for data in result.files]
     body.update(resultUrl=urls[0] if urls else None, resultUrls=urls)
     if result.analysis is not None:
         body["workflowAnalysis"] = result.analysis
     if record and record.get("steps"):
         body["steps"] = record["steps"]
     return body
-
-
-def _data_url(data: bytes) -> str:
-    _, mime = media.sniff(data[:16])
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"

@@ -53,6 +53,17 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def move_atomic(source: Path, path: Path) -> None:
+    """Move a finished file in the same folder onto ``path``, fsynced first."""
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(source, FILE_MODE)
+    os.replace(source, path)
+
+
 def random_token(length: int = 12) -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
 
@@ -86,8 +97,10 @@ class OperationStore:
         """Write an operation and return its full record.
 
         ``record`` holds the fields the caller knows; ``inputs`` is a list of
-        ``(bytes, original_name)`` and ``outputs`` a list of bytes. The store
-        adds the id (unless given), the file entries and the schema version.
+        ``(bytes, original_name)`` and ``outputs`` a list of bytes or of paths
+        of files already in this folder (downloads, moved in without being
+        read into memory). The store adds the id (unless given), the file
+        entries and the schema version.
         """
         op_id = record.get("operationId") or self.new_id()
         record = {"operationId": op_id, **record}  # id first, for a reader of the JSON
@@ -114,10 +127,13 @@ class OperationStore:
             raise
         return record
 
-    def _write_file(self, written: list, stem: str, data: bytes, **extra) -> dict:
+    def _write_file(self, written: list, stem: str, data, **extra) -> dict:
         info = media.describe(data)
         path = self.root / f"{stem}.{info.ext}"
-        write_atomic(path, data)
+        if isinstance(data, Path):
+            move_atomic(data, path)
+        else:
+            write_atomic(path, data)
         written.append(path)
         entry = {
             "file": path.name,
@@ -176,6 +192,16 @@ class OperationStore:
             if entry["file"] == name and (self.root / name).is_file():
                 return self.root / name, entry
         return None
+
+    def temp_file(self, suffix: str = "") -> Path:
+        """A new temp file in this folder (so that save can move it in), or in
+        the system's temp folder when this one cannot be written."""
+        try:
+            fd, name = tempfile.mkstemp(dir=self.root, prefix=".download.", suffix=suffix + TMP_SUFFIX)
+        except OSError:
+            fd, name = tempfile.mkstemp(prefix=".download.", suffix=suffix + TMP_SUFFIX)
+        os.close(fd)
+        return Path(name)
 
     def writable(self) -> bool:
         return self.root.is_dir() and os.access(self.root, os.W_OK)

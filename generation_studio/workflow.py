@@ -16,14 +16,16 @@ decorator stores as operations of their own under the workflow's id.
 
 import io
 import re
+import shutil
 import time
+from pathlib import Path
 
 from flask import g
 from PIL import Image
 
-from . import inputs
+from . import inputs, media
 from .catalog import OPERATIONS, WORKFLOWS, image_limits, makes_video
-from .errors import ApiError, GenerationError, describe
+from .errors import ApiError, GenerationError, ProviderError, describe
 from .providers import Result, Step, Task, current_provider
 
 MAX_IMAGES = 5
@@ -141,13 +143,28 @@ def validate(plan, count: int) -> dict:
 
 
 def plan_for_request() -> dict:
-    """The current request's plan, made once (the decorator needs its type first)."""
+    """The current request's plan, made once (the decorator needs its type first).
+
+    The provider's language model plans when it has one; an unusable answer
+    falls back to the rules, and the plan says so.
+    """
     if "workflow_plan" not in g:
-        data = inputs.current()
+        prompt, count = inputs.prompt(), len(inputs.current().uploads)
         forced = inputs.choice("workflow", WORKFLOWS)
-        plan = rule_plan(inputs.prompt(), len(data.uploads), forced)
-        g.workflow_plan = validate(plan, len(data.uploads))
+        g.workflow_plan = (None if forced else _model_plan(prompt, count)) \
+            or rule_plan(prompt, count, forced)
+        validate(g.workflow_plan, count)
     return g.workflow_plan
+
+
+def _model_plan(prompt: str, count: int) -> dict | None:
+    try:
+        plan = current_provider().plan_workflow(prompt, count)
+        return plan and validate(plan, count)
+    except (ValueError, ProviderError) as e:
+        plan = rule_plan(prompt, count)
+        plan["fallback"] = f"the language model's plan was unusable ({e}); rules used instead"
+        return plan
 
 
 def execute(plan: dict, uploads: list, images: list, params: dict) -> Result:
@@ -162,7 +179,8 @@ def execute(plan: dict, uploads: list, images: list, params: dict) -> Result:
                     [(data, name) for data, name, _ in pairs], time.time(), 0.0)
         try:
             step.result = provider.run(Task(operation, step.prompt, step_params,
-                                            [image for _, _, image in pairs]))
+                                            [image for _, _, image in pairs],
+                                            [data for data, _, _ in pairs]))
         except Exception as exc:
             step.error, step.ended = exc, time.time()
             done.append(step)
@@ -170,8 +188,18 @@ def execute(plan: dict, uploads: list, images: list, params: dict) -> Result:
         step.ended = time.time()
         done.append(step)
     last = done[-1].result
-    return Result(files=last.files, urls=last.urls, model=last.model,
+    # The workflow keeps its own copy: the last step's downloads move into its record.
+    files = [_copy(item, provider.store) for item in last.files]
+    return Result(files=files, urls=last.urls, model=last.model,
                   details={"steps": len(done)}, analysis=plan, steps=done)
+
+
+def _copy(item, store):
+    if not isinstance(item, Path):
+        return item
+    copy = store.temp_file()
+    shutil.copyfile(item, copy)
+    return copy
 
 
 def _input(ref: str, uploads, images, done):
@@ -180,5 +208,5 @@ def _input(ref: str, uploads, images, done):
     if source == "upload":
         upload = uploads[int(number)]
         return upload.data, upload.filename, images[int(number)]
-    data = done[int(number)].result.files[0]
+    data = media.load(done[int(number)].result.files[0])
     return data, None, Image.open(io.BytesIO(data)).convert("RGB")

@@ -15,19 +15,22 @@ from PIL import Image
 
 @dataclass
 class Task:
-    """One generation to run."""
+    """One generation to run: ``images`` decoded, ``sources`` their bytes as
+    sent (hosted providers pass those on rather than re-encoding)."""
 
     operation: str
     prompt: str
     params: dict = field(default_factory=dict)
     images: list[Image.Image] = field(default_factory=list)
+    sources: list[bytes] = field(default_factory=list)
 
 
 @dataclass
 class Result:
     """What a provider made.
 
-    ``files`` are the outputs' bytes, ``urls`` where the provider put them;
+    ``files`` are the outputs, as bytes or as paths of downloaded temp files
+    (the store moves those in); ``urls`` are where the provider put them;
     ``details`` lands in the record's ``provider`` object (seed, prediction id,
     timings...). A workflow also carries its plan and its ``steps``.
     """
@@ -59,20 +62,28 @@ class Step:
 
 
 class Provider:
-    """The interface: a name, and ``run(task) -> Result``."""
+    """The interface: a name, ``run(task) -> Result``, and optionally a
+    workflow planner. ``store`` gives temp files for downloads."""
 
     name = "base"
 
-    def __init__(self, config):
+    def __init__(self, config, store=None):
         self.config = config
+        self.store = store
 
     def run(self, task: Task) -> Result:
         raise NotImplementedError
 
+    def plan_workflow(self, prompt: str, image_count: int) -> dict | None:
+        """A workflow plan from a language model, or None to use the rules."""
+        return None
+
 
 def _registry() -> dict:
+    from .fal import FalProvider
     from .local import LocalProvider
-    return {"local": LocalProvider}
+    from .replicate import ReplicateProvider
+    return {"local": LocalProvider, "replicate": ReplicateProvider, "fal": FalProvider}
 
 
 def init_app(app):
@@ -82,7 +93,8 @@ def init_app(app):
     if name not in providers:
         raise ValueError(f"GENERATION_PROVIDER={name!r} is unknown; "
                          f"choose one of {', '.join(sorted(providers))}")
-    app.extensions["generation_provider"] = providers[name](app.config)
+    app.extensions["generation_provider"] = providers[name](
+        app.config, app.extensions["operation_store"])
 
 
 def current_provider() -> Provider:

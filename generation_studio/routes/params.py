@@ -47,4 +47,5 @@ def run(operation: str, prompt: str, *groups: dict, images=None):
     if images is None:
         images = inputs.images(*image_limits(operation))
     params = {k: v for group in groups for k, v in group.items() if v is not None}
-    return current_provider().run(Task(operation, prompt, params, images))
+    sources = [upload.data for upload in inputs.current().uploads]
+    return current_provider().run(Task(operation, prompt, params, images, sources))
