@@ -321,3 +321,11 @@ def test_a_missing_token_is_a_clear_error(fake, storage_dir, monkeypatch):
     assert response.status_code == 502
     assert "needs an API token: set REPLICATE_API_TOKEN in .env" in response.get_json()["error"]
     assert fake.requests == []
+
+
+def test_an_answer_that_is_not_json_is_a_clear_error(client, fake):
+    fake.create_answers = [(201, "not json at all", {})]
+    response = client.post(URL, json={"prompt": "a fox"})
+    assert response.status_code == 502
+    assert response.get_json()["error"] == \
+        "Replicate answered 201 with something that is not a JSON object"

@@ -72,11 +72,11 @@ class FalProvider(HostedProvider):
                                  "output_format": fmt}
 
     def submit(self, model, payload, deadline):
-        response = self.call("POST", f"{self.base}/{model}", idempotent=False, json=payload)
-        return {**response.json(), "status": "IN_QUEUE", "done": False}
+        answer = self.call("POST", f"{self.base}/{model}", idempotent=False, json=payload)
+        return {**answer, "status": "IN_QUEUE", "done": False}
 
     def refresh(self, job):
-        state = self.call("GET", job["status_url"], idempotent=True).json()
+        state = self.call("GET", job["status_url"], idempotent=True)
         return {**job, **state, "done": state.get("status") in ("COMPLETED", "FAILED", "CANCELED")}
 
     def cancel(self, job):
@@ -87,7 +87,7 @@ class FalProvider(HostedProvider):
                    "inferenceTime": (job.get("metrics") or {}).get("inference_time")}
         if job.get("status") != "COMPLETED":
             raise ProviderError(f"fal.ai request {job.get('request_id')} {job.get('status')}")
-        output = self.call("GET", job["response_url"], idempotent=True).json()
+        output = self.call("GET", job["response_url"], idempotent=True)
         found = [i.get("url") for i in output.get("images") or []] + [
             (output.get(key) or {}).get("url") for key in ("image", "video")]
         urls = [u for u in found if isinstance(u, str)]

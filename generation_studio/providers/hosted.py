@@ -113,8 +113,8 @@ class HostedProvider(Provider):
                                 ".env (see .env.example)")
 
     # HTTP ----------------------------------------------------------------------
-    def call(self, method: str, url: str, *, idempotent: bool, timeout=None, **kwargs):
-        """One API request under the rules above; returns the response."""
+    def call(self, method: str, url: str, *, idempotent: bool, timeout=None, **kwargs) -> dict:
+        """One API request under the rules above; returns its JSON body."""
         if urlsplit(url)[:2] != urlsplit(self.base)[:2]:
             raise ProviderError(f"{self.label} pointed at {url.split('?')[0]}, outside its API "
                                 "origin; the request was not sent")
@@ -147,7 +147,14 @@ class HostedProvider(Provider):
                 continue
             if response.status_code >= 400:
                 raise self.error_for(response)
-            return response
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise ProviderError(f"{self.label} answered {response.status_code} with something "
+                                    "that is not a JSON object")
+            return body
 
     def _backoff(self, attempt: int):
         time.sleep(self.config["PROVIDER_RETRY_BACKOFF"] * 2 ** (attempt - 1))
@@ -175,7 +182,7 @@ def _retry_after(response) -> float:
     if value is None:
         try:
             value = response.json().get("retry_after")
-        except ValueError:
+        except (ValueError, AttributeError):
             value = None
     try:
         return max(0.0, float(value))

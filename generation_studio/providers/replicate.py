@@ -87,9 +87,9 @@ class ReplicateProvider(HostedProvider):
         if len(data) <= INLINE_LIMIT:
             return media.data_url(data)
         ext, mime = media.sniff(data[:16])
-        response = self.call("POST", f"{self.base}/files", idempotent=False,
-                             files={"content": (f"input.{ext}", data, mime)})
-        return response.json()["urls"]["get"]
+        answer = self.call("POST", f"{self.base}/files", idempotent=False,
+                           files={"content": (f"input.{ext}", data, mime)})
+        return answer["urls"]["get"]
 
     # Protocol --------------------------------------------------------------------
     def submit(self, model, payload, deadline):
@@ -100,12 +100,11 @@ class ReplicateProvider(HostedProvider):
                                                      "input": payload}
         else:
             url, body = f"{self.base}/models/{model}/predictions", {"input": payload}
-        response = self.call("POST", url, idempotent=False, json=body, headers=headers,
-                             timeout=(self.config["PROVIDER_HTTP_TIMEOUT"], wait + 30))
-        return self._job(response.json())
+        return self._job(self.call("POST", url, idempotent=False, json=body, headers=headers,
+                                   timeout=(self.config["PROVIDER_HTTP_TIMEOUT"], wait + 30)))
 
     def refresh(self, job):
-        return self._job(self.call("GET", job["urls"]["get"], idempotent=True).json())
+        return self._job(self.call("GET", job["urls"]["get"], idempotent=True))
 
     def cancel(self, job):
         self.call("POST", job["urls"]["cancel"], idempotent=False)
