@@ -2,12 +2,14 @@
 records every operation (prompt, parameters, inputs, result, error) on disk."""
 
 import os
+import sqlite3
 
 from dotenv import find_dotenv, load_dotenv
 from flask import Flask
 
-from . import cli, errors, providers, routes
+from . import cli, errors, providers, retention, routes
 from .config import DEFAULTS
+from .index import OperationIndex
 from .store import OperationStore
 
 
@@ -26,6 +28,8 @@ def create_app(test_config=None):
         app.config.from_mapping(test_config)
     app.config["STORAGE_DIR"] = app.config["STORAGE_DIR"] or os.path.join(
         app.instance_path, "data", "operations")
+    app.config["INDEX_PATH"] = app.config["INDEX_PATH"] or os.path.join(
+        app.config["STORAGE_DIR"], ".index", "history.sqlite3")
     # Flask 3.1 caps non-file form fields at 500 kB; data URLs in forms need more.
     app.config["MAX_FORM_MEMORY_SIZE"] = app.config["MAX_CONTENT_LENGTH"]
     app.logger.setLevel(app.config["LOG_LEVEL"])
@@ -36,15 +40,18 @@ def create_app(test_config=None):
     errors.init_app(app)
     routes.init_app(app)
     cli.init_app(app)
+    retention.init_app(app)
     return app
 
 
 def _open_store(app) -> OperationStore:
-    """The store, its folder made; an unwritable folder is logged, not fatal."""
-    store = OperationStore(app.config["STORAGE_DIR"])
+    """The store and its index, caught up with the files; an unusable folder
+    is logged, not fatal."""
+    store = OperationStore(app.config["STORAGE_DIR"], OperationIndex(app.config["INDEX_PATH"]))
     try:
         removed = store.init()
-    except OSError as e:
+        changes = store.index.catch_up(store)
+    except (OSError, sqlite3.Error) as e:
         app.logger.error("Storage folder %s cannot be used (%s): operations will not be "
                          "saved until it can", store.root, e)
         return store
@@ -52,4 +59,7 @@ def _open_store(app) -> OperationStore:
     if removed:
         app.logger.warning("Removed %d stale temporary file(s) left by an interrupted write",
                            removed)
+    if changes["added"] or changes["removed"]:
+        app.logger.info("History index caught up: %d added, %d removed (%s)", changes["added"],
+                        changes["removed"], store.index.path)
     return store

@@ -1,14 +1,21 @@
 """The ``flask history`` and ``flask storage`` command groups."""
 
 import json
+import os
+import sys
+from datetime import datetime, timezone
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from werkzeug.datastructures import MultiDict
 
+from . import archive, export, queries, retention
+from .atomic import temp_path
 from .catalog import OPERATION_TYPES
+from .errors import ApiError, human_size
 
-history = AppGroup("history", help="Read the recorded operations.")
+history = AppGroup("history", help="Read, export and tidy the recorded operations.")
 storage = AppGroup("storage", help="Manage the operation storage folder.")
 
 
@@ -16,15 +23,52 @@ def _store():
     return current_app.extensions["operation_store"]
 
 
+def filter_options(command):
+    """The history API's filters, as options."""
+    for option in reversed([
+        click.option("--type", "types", multiple=True, type=click.Choice(list(OPERATION_TYPES)),
+                     help="Only this operation type (repeatable)."),
+        click.option("--status", type=click.Choice(list(queries.STATUSES))),
+        click.option("--provider", type=click.Choice(list(queries.PROVIDERS))),
+        click.option("--q", help="Words the prompt contains."),
+        click.option("--since", help="From this date (2026-11-01) or ISO time."),
+        click.option("--until", help="Up to this date (included) or ISO time."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _filters(types, **values) -> queries.Filters:
+    args = MultiDict([("type", t) for t in types])
+    args.update({k: v for k, v in values.items() if v})
+    try:
+        return queries.filters_from(args)
+    except ApiError as e:
+        raise click.UsageError(e.message)
+
+
+def _progress(label: str, iterable=None, length=None):
+    """A progress bar on stderr, so that stdout stays clean for the summary."""
+    return click.progressbar(iterable, length=length, label=label, file=sys.stderr)
+
+
+def _age(text: str):
+    try:
+        return retention.parse_age(text)
+    except ApiError as e:
+        raise click.BadParameter(e.message)
+
+
 @history.command("list")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--type", "types", multiple=True, type=click.Choice(list(OPERATION_TYPES)),
-              help="Only this operation type (repeatable).")
-@click.option("--status", type=click.Choice(["succeeded", "failed"]))
+@filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
-def list_command(limit, types, status, as_json):
+def list_command(limit, types, as_json, **values):
     """List operations, newest first."""
-    page, total = _store().query(limit=limit, types=types, status=status)
+    store = _store()
+    ids, total, _ = queries.page(store.index, _filters(types, **values), limit)
+    records = store.get_many(ids)
+    page = [records[i] for i in ids if i in records]
     if as_json:
         click.echo(json.dumps(page, indent=2, ensure_ascii=False))
         return
@@ -52,6 +96,129 @@ def show_command(op_id):
     if record is None:
         raise click.ClickException(f"No operation {op_id!r}")
     click.echo(json.dumps(record, indent=2, ensure_ascii=False))
+
+
+@history.command("stats")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3660))
+@filter_options
+@click.option("--json", "as_json", is_flag=True)
+def stats_command(days, types, as_json, **values):
+    """Counts, success rate, durations and storage, by type."""
+    body = queries.stats(_store().index, _filters(types, **values), days)
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+        return
+    rate = "-" if body["successRate"] is None else f"{body['successRate']:.1%}"
+    click.echo(f"{body['total']} operation(s): {body['succeeded']} succeeded, "
+               f"{body['failed']} failed ({rate} success); {human_size(body['storageBytes'])}")
+    click.echo(f"{'TYPE':28}{'COUNT':>7}{'FAILED':>8}{'MEDIAN MS':>11}{'P95 MS':>9}{'STORAGE':>12}")
+    for name, entry in sorted(body["byType"].items(), key=lambda kv: -kv[1].get("count", 0)):
+        durations = entry.get("durationMs") or {}
+        click.echo(f"{name:28}{entry.get('count', 0):>7}{entry.get('failed', 0):>8}"
+                   f"{durations.get('median') or 0:>11.0f}{durations.get('p95') or 0:>9.0f}"
+                   f"{human_size(entry.get('bytes', 0)):>12}")
+    click.echo(f"Per day, last {days} days: " +
+               (", ".join(f"{d} {n}" for d, n in body["perDay"].items()) or "none"))
+
+
+@history.command("export")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The CSV file to write.")
+@filter_options
+def export_command(output, types, **values):
+    """Write the operations as CSV (one row each, newest first)."""
+    store, filters = _store(), _filters(types, **values)
+    _, total, _ = queries.page(store.index, filters, 1)
+    target = os.path.abspath(output)
+    tmp = temp_path(os.path.dirname(target), os.path.basename(target))
+    try:
+        with _progress("Exporting", length=total) as bar, \
+                open(tmp, "w", newline="", encoding="utf-8") as f:
+            for chunk in export.chunks(store.index, filters, progress=bar.update):
+                f.write(chunk)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    click.echo(f"Exported {total} operation(s) to {output}")
+
+
+@history.command("reindex")
+def reindex_command():
+    """Rebuild the index from the JSON records (the truth)."""
+    store = _store()
+    total = len(store.record_names())
+    with _progress("Reindexing", length=total) as bar:
+        result = store.index.catch_up(store, rebuild=True, progress=bar.update)
+    for op_id in result["skipped"]:
+        click.echo(f"Skipped {op_id}: its record cannot be read", err=True)
+    click.echo(f"Indexed {result['added']} operation(s); skipped {len(result['skipped'])} "
+               f"unreadable record(s)")
+
+
+@history.command("cleanup")
+@click.option("--older-than", "age", required=True, help="Age such as 30d, 12h or 2w.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+def cleanup_command(age, dry_run):
+    """Delete operations older than an age, whole (record, inputs, outputs, index row)."""
+    store, older_than = _store(), _age(age)
+    if dry_run:
+        summary = retention.cleanup(store, older_than, dry_run=True)
+        for op_id in summary["ids"]:
+            click.echo(op_id)
+        click.echo(f"Would delete {summary['operations']} operation(s), about "
+                   f"{human_size(summary['bytes'])} (dry run: nothing deleted)")
+        return
+    count = len(retention.old_operations(store.index, older_than))
+    with _progress("Deleting", length=count) as bar:
+        summary = retention.cleanup(store, older_than, progress=bar.update)
+    resumed = f"; finished an interrupted run ({summary['resumed']} file(s))" \
+        if summary["resumed"] else ""
+    click.echo(f"Deleted {summary['operations']} operation(s) older than {age}, freed "
+               f"{human_size(summary['bytes'])}{resumed}")
+
+
+@history.command("compress")
+@click.option("--older-than", "age", required=True, help="Age such as 7d.")
+def compress_command(age):
+    """Pack each old day into one zip archive; the history keeps serving it."""
+    store = _store()
+    cutoff = (datetime.now(timezone.utc) - _age(age)).strftime("%Y%m%d")
+    days = {}
+    for op_id, names in store.loose_files().items():
+        if op_id[:8] < cutoff and f"{op_id}.json" in names:
+            days.setdefault(op_id[:8], []).extend(names)
+    before = after = 0
+    with _progress("Compressing", sorted(days.items())) as bar:
+        for day, names in bar:
+            loose, grown = archive.pack(store.root, day, names)
+            before, after = before + loose, after + grown
+    click.echo(f"Compressed {len(days)} day(s): {human_size(before)} into "
+               f"{human_size(after)}, {human_size(before - after)} saved")
+
+
+@history.command("decompress")
+def decompress_command():
+    """Put every archived operation back as loose files."""
+    store = _store()
+    days = archive.days(store.root)
+    files = 0
+    with _progress("Decompressing", days) as bar:
+        for day in bar:
+            files += archive.unpack(store.root, day)
+    click.echo(f"Decompressed {len(days)} day(s), {files} file(s)")
+
+
+@history.command("delete")
+@click.argument("op_id")
+def delete_command(op_id):
+    """Delete one operation with its files (and a workflow's steps)."""
+    store = _store()
+    if store.get(op_id) is None:
+        raise click.ClickException(f"No operation {op_id!r}")
+    ids = store.with_steps(op_id)
+    freed = store.delete_many(ids)
+    click.echo(f"Deleted {', '.join(ids)}; freed {human_size(freed)}")
 
 
 @storage.command("init")

@@ -12,6 +12,12 @@ DEFAULTS = {
     # Folder of the operation records and their files. None means
     # "<instance folder>/data/operations", resolved by create_app.
     "STORAGE_DIR": None,
+    # The history's SQLite index. None means "<STORAGE_DIR>/.index/history.sqlite3",
+    # so that each storage folder has its own.
+    "INDEX_PATH": None,
+    # Delete operations older than this many days, checked at most once an
+    # hour by the server itself. None: keep everything.
+    "RETENTION_DAYS": None,
     # Which generation provider runs the operations: "local" works offline.
     "GENERATION_PROVIDER": "local",
     # Largest request body accepted; a larger one is answered 413.

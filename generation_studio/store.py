@@ -9,9 +9,12 @@ One flat folder; for each operation ``YYYYMMDD_<id>``:
 Every file goes to a temporary name in the same folder, is flushed and
 fsynced, then ``os.replace``d onto its name. The JSON comes last, so a JSON
 that exists always has all its files; a failed save removes what it wrote.
+Old days may be packed into ``archives/`` (see ``archive``); reading works the
+same either way. Each save also writes the operation's row in the index.
 """
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -20,48 +23,20 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import media
+from . import archive, media
+from .atomic import TMP_SUFFIX, move_atomic, write_atomic
 
 SCHEMA_VERSION = 1
-TMP_SUFFIX = ".tmp"
-FILE_MODE = 0o644  # mkstemp makes 0600; records are meant to be read with cat
-# Temp files older than this at start-up belong to a writer that died.
-STALE_TMP_SECONDS = 15 * 60
+# Temp files (and files with no record) older than this belong to a writer that died.
+STALE_SECONDS = 15 * 60
 ID_PATTERN = re.compile(r"^\d{8}_[a-z2-7]{12}$")
+ID_LENGTH = 21
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+logger = logging.getLogger(__name__)
 
 
 class OperationExists(Exception):
     """An operation id that is already on disk was about to be written."""
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see all of it or none."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def move_atomic(source: Path, path: Path) -> None:
-    """Move a finished file in the same folder onto ``path``, fsynced first."""
-    fd = os.open(source, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(source, FILE_MODE)
-    os.replace(source, path)
 
 
 def random_token(length: int = 12) -> str:
@@ -69,16 +44,17 @@ def random_token(length: int = 12) -> str:
 
 
 class OperationStore:
-    """Reads and writes operations in one folder."""
+    """Reads and writes operations in one folder (and its day archives)."""
 
-    def __init__(self, root):
+    def __init__(self, root, index=None):
         self.root = Path(root)
+        self.index = index
 
     def init(self) -> int:
         """Create the folder and remove stale temp files; return how many."""
         self.root.mkdir(parents=True, exist_ok=True)
         removed = 0
-        cutoff = time.time() - STALE_TMP_SECONDS
+        cutoff = time.time() - STALE_SECONDS
         for entry in os.scandir(self.root):
             if entry.name.endswith(TMP_SUFFIX) and entry.stat().st_mtime < cutoff:
                 os.unlink(entry.path)
@@ -93,6 +69,7 @@ class OperationStore:
             if not (self.root / f"{op_id}.json").exists():
                 return op_id
 
+    # Writing ----------------------------------------------------------------------
     def save(self, record: dict, inputs=(), outputs=()) -> dict:
         """Write an operation and return its full record.
 
@@ -125,7 +102,16 @@ class OperationStore:
             for path in written:
                 path.unlink(missing_ok=True)
             raise
+        self._index(record)
         return record
+
+    def _index(self, record: dict) -> None:
+        if self.index is None:
+            return
+        try:
+            self.index.add([record])
+        except Exception:  # the JSON is the truth; start-up or reindex catches up
+            logger.exception("Could not index operation %s", record["operationId"])
 
     def _write_file(self, written: list, stem: str, data, **extra) -> dict:
         info = media.describe(data)
@@ -148,56 +134,67 @@ class OperationStore:
         entry.update(extra)
         return entry
 
-    def get(self, op_id: str) -> dict | None:
-        """The record of ``op_id``, or None when there is no such operation."""
-        if not ID_PATTERN.match(op_id or ""):
-            return None
-        try:
-            return json.loads((self.root / f"{op_id}.json").read_bytes())
-        except FileNotFoundError:
-            return None
+    def delete(self, op_id: str) -> int:
+        """Delete one operation whole; return the bytes freed."""
+        return self.delete_many([op_id])
 
-    def query(self, limit: int = 50, offset: int = 0, types=None, status=None):
-        """Records newest first, filtered; return ``(page, total)``."""
-        paths = self._record_paths_newest_first()
-        if not types and not status:
-            return [self._read(p) for p in paths[offset:offset + limit]], len(paths)
-        matching = [
-            r for r in map(self._read, paths)
-            if (not types or r.get("operationType") in types)
-            and (not status or r.get("status") == status)
-        ]
-        return matching[offset:offset + limit], len(matching)
+    def delete_many(self, op_ids, progress=None) -> int:
+        """Delete operations whole; return the bytes freed.
 
-    def _record_paths_newest_first(self) -> list[Path]:
-        try:
-            entries = [e for e in os.scandir(self.root)
-                       if e.name.endswith(".json") and ID_PATTERN.match(e.name[:-5])]
-        except FileNotFoundError:
-            return []
-        # The JSON is written when the operation ends: its mtime orders them.
-        entries.sort(key=lambda e: (e.stat().st_mtime_ns, e.name), reverse=True)
-        return [Path(e.path) for e in entries]
+        Each record goes first, so the operation leaves the history at once;
+        then its files, then its index row. Archived operations are dropped
+        from their day's zip, one rewrite per day.
+        """
+        loose, freed, archived = self.loose_files(), 0, {}
+        for op_id in op_ids:
+            names = loose.get(op_id, [])
+            if f"{op_id}.json" in names:
+                for name in sorted(names, key=lambda n: not n.endswith(".json")):
+                    path = self.root / name
+                    freed += path.stat().st_size
+                    path.unlink(missing_ok=True)
+                if self.index is not None:
+                    self.index.remove([op_id])
+                if progress:
+                    progress(1)
+            else:
+                archived.setdefault(op_id[:8], set()).add(op_id)
+        for day, ids in archived.items():
+            if archive.path_for(self.root, day).exists():
+                freed += archive.drop(self.root, day, ids)
+            if self.index is not None:
+                self.index.remove(ids)
+            if progress:
+                progress(len(ids))
+        return freed
 
-    @staticmethod
-    def _read(path: Path) -> dict:
-        return json.loads(path.read_bytes())
+    def with_steps(self, op_id: str) -> list[str]:
+        """``op_id`` and the ids of its workflow steps, steps first."""
+        steps = [r[0] for r in self.index.execute(
+            "SELECT id FROM operations WHERE parent_id = ?", (op_id,))]
+        return steps + [op_id]
 
-    def find_file(self, op_id: str, name: str):
-        """``(path, entry)`` of ``name`` if it is one of ``op_id``'s files, else None."""
-        record = self.get(op_id)
-        if record is None:
-            return None
-        for entry in record.get("inputImages", []) + record.get("outputs", []):
-            if entry["file"] == name and (self.root / name).is_file():
-                return self.root / name, entry
-        return None
+    def remove_orphans(self) -> int:
+        """Delete loose files whose record is gone (an interrupted delete), once
+        they are too old to belong to a save in progress; return how many."""
+        cutoff = time.time() - STALE_SECONDS
+        removed = 0
+        for op_id, names in self.loose_files().items():
+            if f"{op_id}.json" in names:
+                continue
+            paths = [self.root / n for n in names]
+            if all(p.stat().st_mtime < cutoff for p in paths):
+                for path in paths:
+                    path.unlink(missing_ok=True)
+                removed += len(paths)
+        return removed
 
     def temp_file(self, suffix: str = "") -> Path:
         """A new temp file in this folder (so that save can move it in), or in
         the system's temp folder when this one cannot be written."""
         try:
-            fd, name = tempfile.mkstemp(dir=self.root, prefix=".download.", suffix=suffix + TMP_SUFFIX)
+            fd, name = tempfile.mkstemp(dir=self.root, prefix=".download.",
+                                        suffix=suffix + TMP_SUFFIX)
         except OSError:
             fd, name = tempfile.mkstemp(prefix=".download.", suffix=suffix + TMP_SUFFIX)
         os.close(fd)
@@ -205,3 +202,75 @@ class OperationStore:
 
     def writable(self) -> bool:
         return self.root.is_dir() and os.access(self.root, os.W_OK)
+
+    # Reading ----------------------------------------------------------------------
+    def get(self, op_id: str) -> dict | None:
+        """The record of ``op_id``, or None when there is no such operation."""
+        return self.get_many([op_id]).get(op_id)
+
+    def get_many(self, op_ids) -> dict[str, dict]:
+        """The records of ``op_ids`` that exist, loose or archived."""
+        found, missing = {}, []
+        for op_id in op_ids:
+            if not ID_PATTERN.match(op_id or ""):
+                continue
+            try:
+                found[op_id] = json.loads((self.root / f"{op_id}.json").read_bytes())
+            except FileNotFoundError:
+                missing.append(f"{op_id}.json")
+            except ValueError as e:
+                logger.warning("Skipped %s.json: not a readable record (%s)", op_id, e)
+        for name, data in archive.read(self.root, missing).items():
+            try:
+                found[name[:-5]] = json.loads(data)
+            except ValueError as e:
+                logger.warning("Skipped %s in its archive: not a readable record (%s)", name, e)
+        return found
+
+    def open_file(self, op_id: str, name: str):
+        """``(path or bytes, entry)`` of ``name`` if it is one of ``op_id``'s files."""
+        record = self.get(op_id)
+        if record is None:
+            return None
+        for entry in record.get("inputImages", []) + record.get("outputs", []):
+            if entry["file"] == name:
+                path = self.root / name
+                if path.is_file():
+                    return path, entry
+                data = archive.read(self.root, [name]).get(name)
+                return (data, entry) if data is not None else None
+        return None
+
+    def loose_files(self) -> dict[str, list[str]]:
+        """Every operation's loose file names, by operation id (one folder scan)."""
+        files = {}
+        for entry in os.scandir(self.root):
+            if ID_PATTERN.match(entry.name[:ID_LENGTH]) and not entry.name.endswith(TMP_SUFFIX):
+                files.setdefault(entry.name[:ID_LENGTH], []).append(entry.name)
+        return files
+
+    def record_names(self) -> dict[str, str]:
+        """``{operation id: where its record is}`` ("" loose, else the archive day)."""
+        names = {}
+        for day in archive.days(self.root):
+            names.update({n[:-5]: day for n in archive.names(self.root, day)
+                          if n.endswith(".json")})
+        names.update({op_id: "" for op_id, files in self.loose_files().items()
+                      if f"{op_id}.json" in files})
+        return names
+
+    def iter_records(self, op_ids=None):
+        """``(op_id, record or None, error)`` for every operation (or ``op_ids``)."""
+        where = self.record_names()
+        wanted = sorted(where if op_ids is None else set(op_ids) & set(where))
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start:start + 500]
+            loose = {i for i in batch if not where[i]}
+            packed = archive.read(self.root, [f"{i}.json" for i in batch if where[i]])
+            for op_id in batch:
+                try:
+                    data = (self.root / f"{op_id}.json").read_bytes() if op_id in loose \
+                        else packed[f"{op_id}.json"]
+                    yield op_id, json.loads(data), None
+                except (OSError, KeyError, ValueError) as e:
+                    yield op_id, None, e

@@ -41,6 +41,11 @@ def records(storage_dir):
     return read
 
 
+def stored_names(folder) -> list[str]:
+    """Names of the files in the storage folder (not its index or archives folders)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_file())
+
+
 def png_bytes(size=(64, 48), colour=(200, 30, 30), fmt="PNG", pattern=False) -> bytes:
     """An image of one colour, or with ``pattern`` a colour over a gradient
     (video encoders merge identical frames, so moving over a flat colour

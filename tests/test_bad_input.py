@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from .conftest import png_bytes
+from .conftest import png_bytes, stored_names
 
 
 def multipart(client, url, fields=None, files=()):
@@ -107,13 +107,13 @@ def test_bad_data_urls_in_json(client, records, images, words):
 
 def test_an_upload_over_the_body_limit_is_413_and_leaves_nothing_half_written(app, client, storage_dir):
     client.post("/api/generate/text-to-image", json={"prompt": "kept"})
-    before = sorted(p.name for p in storage_dir.iterdir())
+    before = stored_names(storage_dir)
     app.config["MAX_CONTENT_LENGTH"] = 10_000
     big = png_bytes((400, 400), pattern=True) + b"\0" * 20_000
     response = multipart(client, "/api/edit/image", {"prompt": "x"}, [(big, "big.png")])
     assert response.status_code == 413
     assert "the limit is 10,000 bytes (MAX_CONTENT_LENGTH)" in response.get_json()["error"]
-    after = sorted(p.name for p in storage_dir.iterdir())
+    after = stored_names(storage_dir)
     assert set(before) <= set(after)  # nothing already stored was lost
     assert not [n for n in after if n.endswith(".tmp")]
     assert all(n.endswith(".json") for n in set(after) - set(before))  # only whole records

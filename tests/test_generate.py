@@ -4,7 +4,7 @@ import pytest
 
 from generation_studio.providers.local.render import ASPECT_SIZES
 
-from .conftest import open_image
+from .conftest import open_image, stored_names
 
 URL = "/api/generate/text-to-image"
 
@@ -103,15 +103,15 @@ def test_a_body_over_the_limit_is_413_and_leaves_nothing_half_written(app, clien
     response = client.post(URL, json={"prompt": "x" * 2000})
     assert response.status_code == 413
     assert "MAX_CONTENT_LENGTH" in response.get_json()["error"]
-    assert not [p for p in storage_dir.iterdir() if p.suffix == ".tmp"]
-    assert all(p.suffix == ".json" for p in storage_dir.iterdir())
+    assert not [n for n in stored_names(storage_dir) if n.endswith(".tmp")]
+    assert all(n.endswith(".json") for n in stored_names(storage_dir))
 
 
 def test_wrong_method_is_405(client, storage_dir):
     response = client.get(URL)
     assert response.status_code == 405
     assert "POST" in response.get_json()["error"] and "POST" in response.headers["Allow"]
-    assert list(storage_dir.iterdir()) == []
+    assert stored_names(storage_dir) == []
 
 
 def test_unknown_route_is_json_404(client):

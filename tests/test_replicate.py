@@ -8,7 +8,7 @@ import pytest
 
 from generation_studio import create_app
 
-from .conftest import png_bytes
+from .conftest import png_bytes, stored_names
 from .fakes import FakeReplicate
 from .test_routes import CASES, IDS, images, send
 
@@ -163,7 +163,7 @@ def test_a_single_output_in_a_list(client, fake, records):
 
 
 def _no_leftovers(storage_dir):
-    return [p.name for p in storage_dir.iterdir() if not p.name.endswith(".json")]
+    return [n for n in stored_names(storage_dir) if not n.endswith(".json")]
 
 
 def test_a_result_over_the_size_cap(client, fake, app, records, storage_dir):

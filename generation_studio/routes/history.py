@@ -1,15 +1,17 @@
-"""The history API: ``/api/history`` and the stored files, plus ``/api/health``."""
+"""The history API: ``/api/history`` (pages, one record, its files, stats,
+CSV export, delete) and ``/api/health``."""
 
-from flask import Blueprint, current_app, jsonify, request, send_file
+import hmac
+import io
 
-from .. import inputs
-from ..catalog import OPERATION_TYPES
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
+
+from .. import export, inputs, queries
 from ..errors import ApiError
 
 bp = Blueprint("history", __name__)
 
 MAX_PAGE = 500
-STATUSES = ("succeeded", "failed")
 
 
 def _store():
@@ -25,16 +27,35 @@ def health():
 
 @bp.get("/api/history")
 def operations():
-    limit = inputs.number("limit", 1, MAX_PAGE, 50, integer=True, source=request.args)
-    offset = inputs.number("offset", 0, 10**9, 0, integer=True, source=request.args)
-    status = inputs.choice("status", STATUSES, source=request.args)
-    types = request.args.getlist("type")
-    for name in types:
-        if name not in OPERATION_TYPES:
-            raise ApiError(f"type must be one of {', '.join(OPERATION_TYPES)} (got {name!r})",
-                           field="type")
-    page, total = _store().query(limit=limit, offset=offset, types=types, status=status)
-    return jsonify(success=True, operations=page, total=total, limit=limit, offset=offset)
+    """A page of records, newest first, filtered; ``before=<id>`` for a stable next page."""
+    store, args = _store(), request.args
+    filters = queries.filters_from(args)
+    limit = inputs.number("limit", 1, MAX_PAGE, 50, integer=True, source=args)
+    offset = inputs.number("offset", 0, 10**9, 0, integer=True, source=args)
+    before = args.get("before")
+    created = store.index.created_at(before) if before else None
+    if before and created is None:
+        raise ApiError(f"before={before!r} is not an operation in the history (it may have "
+                       "been deleted): start again from the first page", field="before")
+    ids, total, next_cursor = queries.page(store.index, filters, limit, offset, created, before)
+    records = store.get_many(ids)
+    return jsonify(success=True, operations=[records[i] for i in ids if i in records],
+                   total=total, limit=limit, offset=offset, nextCursor=next_cursor)
+
+
+@bp.get("/api/history/stats")
+def stats():
+    days = inputs.number("days", 1, 3660, 30, integer=True, source=request.args)
+    body = queries.stats(_store().index, queries.filters_from(request.args), days)
+    return jsonify(success=True, **body)
+
+
+@bp.get("/api/history/export.csv")
+def export_csv():
+    filters = queries.filters_from(request.args)
+    index = _store().index
+    return Response(export.chunks(index, filters), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="operations.csv"'})
 
 
 @bp.get("/api/history/<op_id>")
@@ -45,10 +66,34 @@ def operation(op_id):
     return jsonify(success=True, operation=record)
 
 
+@bp.delete("/api/history/<op_id>")
+def delete(op_id):
+    """Delete an operation with its files (and a workflow's steps)."""
+    _require_admin()
+    store = _store()
+    if store.get(op_id) is None:
+        raise ApiError(f"No operation {op_id!r}", status=404)
+    ids = store.with_steps(op_id)
+    freed = store.delete_many(ids)
+    current_app.logger.info("Deleted %s (%d bytes freed)", ", ".join(ids), freed)
+    return jsonify(success=True, deleted=ids, freedBytes=freed)
+
+
+def _require_admin():
+    token = current_app.config.get("ADMIN_TOKEN")
+    if not token:
+        return
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise ApiError("Deleting needs the admin token: send Authorization: Bearer <ADMIN_TOKEN>",
+                       status=401, headers={"WWW-Authenticate": "Bearer"})
+
+
 @bp.get("/api/history/<op_id>/files/<path:name>")
 def operation_file(op_id, name):
-    found = _store().find_file(op_id, name)
+    found = _store().open_file(op_id, name)
     if found is None:
         raise ApiError(f"Operation {op_id!r} has no file {name!r}", status=404)
-    path, entry = found
-    return send_file(path, mimetype=entry["contentType"], max_age=3600)
+    data, entry = found
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    return send_file(source, mimetype=entry["contentType"], max_age=3600, download_name=name)

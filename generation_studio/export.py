@@ -1,0 +1,48 @@
+"""CSV export of the history, streamed from the index.
+
+One row per operation, with these columns (the README lists them too)::
+
+    operationId, operationType, status, createdAt, completedAt, durationMs,
+    provider, model, prompt, parentId, error, inputCount, inputBytes,
+    outputBytes, resultFile
+
+A text value that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return gets a leading ``'`` so that a spreadsheet shows it instead of running it.
+"""
+
+import csv
+import io
+
+from .index import COLUMNS
+
+HEADERS = ("operationId", "operationType", "status", "createdAt", "completedAt", "durationMs",
+           "provider", "model", "prompt", "parentId", "error", "inputCount", "inputBytes",
+           "outputBytes", "resultFile")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+ROWS_PER_CHUNK = 500
+assert len(HEADERS) == len(COLUMNS)
+
+
+def guard(value):
+    """``value`` made safe for a spreadsheet cell."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def chunks(index, filters, progress=None):
+    """The CSV text, header first, in chunks of rows (newest first)."""
+    where, params = filters.where(index)
+    cursor = index.execute(f"SELECT {', '.join(COLUMNS)} FROM operations{where} "
+                           f"ORDER BY created_at DESC, id DESC", params)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(HEADERS)
+    while rows := cursor.fetchmany(ROWS_PER_CHUNK):
+        writer.writerows([guard(v) for v in row] for row in rows)
+        if progress:
+            progress(len(rows))
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
