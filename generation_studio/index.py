@@ -16,23 +16,43 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 BATCH = 1000
 
+SCHEMA_VERSION = 2  # an index file of another version is dropped and rebuilt
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
-    id TEXT PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,  -- stable rowid for the full-text table
+    id TEXT UNIQUE NOT NULL,
     type TEXT, status TEXT, created_at TEXT, completed_at TEXT, duration_ms REAL,
     provider TEXT, model TEXT, prompt TEXT, parent_id TEXT, error TEXT,
     input_count INTEGER, input_bytes INTEGER, output_bytes INTEGER, result_file TEXT
 );
 CREATE INDEX IF NOT EXISTS by_created ON operations (created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS by_type ON operations (type, created_at);
+CREATE INDEX IF NOT EXISTS by_type_duration ON operations (type, duration_ms);
 CREATE INDEX IF NOT EXISTS by_status ON operations (status, created_at);
 CREATE INDEX IF NOT EXISTS by_parent ON operations (parent_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
-FTS_SCHEMA = "CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(id UNINDEXED, prompt)"
+# Prompts searchable with FTS5, kept in step with the table by triggers.
+FTS_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
+    prompt, content='operations', content_rowid='seq');
+CREATE TRIGGER IF NOT EXISTS prompts_insert AFTER INSERT ON operations BEGIN
+    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
+END;
+CREATE TRIGGER IF NOT EXISTS prompts_delete AFTER DELETE ON operations BEGIN
+    INSERT INTO prompts (prompts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
+END;
+CREATE TRIGGER IF NOT EXISTS prompts_update AFTER UPDATE ON operations BEGIN
+    INSERT INTO prompts (prompts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
+    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
+END;
+"""
 COLUMNS = ("id", "type", "status", "created_at", "completed_at", "duration_ms", "provider",
            "model", "prompt", "parent_id", "error", "input_count", "input_bytes",
            "output_bytes", "result_file")
+UPSERT = (f"INSERT INTO operations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+          f"ON CONFLICT (id) DO UPDATE SET "
+          + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
 
 
 def row_of(record: dict) -> tuple:
@@ -62,12 +82,15 @@ class OperationIndex:
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            if conn.execute("PRAGMA user_version").fetchone()[0] not in (0, SCHEMA_VERSION):
+                conn.executescript("DROP TABLE IF EXISTS prompts; DROP TABLE IF EXISTS operations;")
             conn.executescript(SCHEMA)
             try:
-                conn.execute(FTS_SCHEMA)
+                conn.executescript(FTS_SCHEMA)
                 self.has_fts = True
             except sqlite3.OperationalError:  # SQLite built without FTS5: LIKE instead
                 self.has_fts = False
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._local.conn = conn
         return conn
 
@@ -83,27 +106,18 @@ class OperationIndex:
         rows = [row_of(r) for r in records]
         conn = self.connect()
         with _transaction(conn):
-            conn.executemany(f"INSERT OR REPLACE INTO operations VALUES "
-                             f"({', '.join('?' * len(COLUMNS))})", rows)
-            if self.has_fts:
-                conn.executemany("DELETE FROM prompts WHERE id = ?", [(r[0],) for r in rows])
-                conn.executemany("INSERT INTO prompts (id, prompt) VALUES (?, ?)",
-                                 [(r[0], r[8] or "") for r in rows])
+            conn.executemany(UPSERT, rows)
 
     def remove(self, ids) -> None:
         ids = [(i,) for i in ids]
         conn = self.connect()
         with _transaction(conn):
             conn.executemany("DELETE FROM operations WHERE id = ?", ids)
-            if self.has_fts:
-                conn.executemany("DELETE FROM prompts WHERE id = ?", ids)
 
     def clear(self) -> None:
         conn = self.connect()
         with _transaction(conn):
             conn.execute("DELETE FROM operations")
-            if self.has_fts:
-                conn.execute("DELETE FROM prompts")
 
     def catch_up(self, store, rebuild: bool = False, progress=None) -> dict:
         """Make the index match the records on disk; return what changed.
@@ -121,7 +135,7 @@ class OperationIndex:
         self.remove(gone)
         missing = on_disk.keys() - in_index
         added, skipped, batch = 0, [], []
-        for op_id, record, error in store.iter_records(missing):
+        for op_id, record, error in store.iter_records(missing, on_disk):
             if progress:
                 progress(1)
             if error is not None:

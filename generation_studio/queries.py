@@ -47,7 +47,7 @@ class Filters:
         if self.q:
             index.connect()
             if index.has_fts:
-                clauses.append("id IN (SELECT id FROM prompts WHERE prompts MATCH ?)")
+                clauses.append("seq IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
                 params.append(fts_query(self.q))
             else:
                 clauses.append("prompt LIKE ? ESCAPE '\\'")
@@ -150,13 +150,15 @@ def stats(index, filters: Filters, days: int = 30) -> dict:
 
 
 def _duration_percentiles(index, where: str, params: list):
-    """(type, median, p95) of durations, by nearest rank, in one query."""
-    sql = f"""
-        SELECT type,
-               MAX(CASE WHEN rank = (n + 1) / 2 THEN duration_ms END),
-               MAX(CASE WHEN rank = MAX(1, (95 * n + 99) / 100) THEN duration_ms END)
-        FROM (SELECT type, duration_ms,
-                     ROW_NUMBER() OVER (PARTITION BY type ORDER BY duration_ms) AS rank,
-                     COUNT(*) OVER (PARTITION BY type) AS n
-              FROM operations{where}) GROUP BY type"""
-    return index.execute(sql, params).fetchall()
+    """(type, median, p95) of durations by nearest rank: per type, the count,
+    then one row at each rank through the (type, duration_ms) index."""
+    typed = where + (" AND " if where else " WHERE ") + "type = ?"
+    rows = []
+    for op_type, n in index.execute(f"SELECT type, COUNT(*) FROM operations{where} "
+                                    f"GROUP BY type", params).fetchall():
+        values = [index.execute(f"SELECT duration_ms FROM operations{typed} "
+                                f"ORDER BY duration_ms LIMIT 1 OFFSET ?",
+                                params + [op_type, rank - 1]).fetchone()[0]
+                  for rank in ((n + 1) // 2, max(1, -(-95 * n // 100)))]
+        rows.append((op_type, *values))
+    return rows

@@ -259,9 +259,10 @@ class OperationStore:
                       if f"{op_id}.json" in files})
         return names
 
-    def iter_records(self, op_ids=None):
-        """``(op_id, record or None, error)`` for every operation (or ``op_ids``)."""
-        where = self.record_names()
+    def iter_records(self, op_ids=None, where=None):
+        """``(op_id, record or None, error)`` for every operation (or ``op_ids``);
+        ``where`` is ``record_names()`` when the caller has it already."""
+        where = self.record_names() if where is None else where
         wanted = sorted(where if op_ids is None else set(op_ids) & set(where))
         for start in range(0, len(wanted), 500):
             batch = wanted[start:start + 500]

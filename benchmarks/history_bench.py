@@ -1,0 +1,226 @@
+"""The history at scale: pages, search, stats, export, reindex and clean-up.
+
+Fills a fresh store with N synthetic but realistic operations (default
+100,000: all types, spread over 90 days, a tenth failed, workflows with
+steps, small real PNG files), then measures in one run, through the real
+app (Flask's test client) and commands:
+
+- first page, filtered page, prompt search, deep pagination (offset and cursor),
+  stats: median and 95th percentile over repeated requests;
+- the same first page by a plain scan of the JSON files (the baseline);
+- full CSV export and reindex, each in a child process (time and peak memory);
+- a 30-day clean-up (last, since it deletes two thirds of the history).
+
+    .venv/bin/python benchmarks/history_bench.py [--operations 100000] [--repeat 30]
+"""
+
+import argparse
+import io
+import json
+import multiprocessing
+import os
+import random
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from PIL import Image  # noqa: E402
+
+from generation_studio import create_app, export, queries, retention  # noqa: E402
+from generation_studio.catalog import OPERATIONS  # noqa: E402
+from generation_studio.media import describe  # noqa: E402
+from generation_studio.index import OperationIndex  # noqa: E402
+from generation_studio.store import OperationStore, random_token  # noqa: E402
+
+WORDS = ("lighthouse sunset forest city night ocean mountain cat fox robot castle garden "
+         "river dragon portrait neon desert snow storm harbor").split()
+TYPES = list(OPERATIONS)
+
+
+def png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (seed * 37 % 256, seed * 91 % 256, seed * 53 % 256)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def seed_store(root: Path, count: int):
+    """Write ``count`` operations as the store lays them out (no fsync: setup only)."""
+    rng = random.Random(7)
+    files = [png(n) for n in range(16)]
+    infos = [describe(f) for f in files]
+    now = datetime.now(timezone.utc)
+    root.mkdir(parents=True)
+    made = 0
+    while made < count:
+        when = now - timedelta(seconds=rng.uniform(0, 90 * 86400))
+        op_type = rng.choice(TYPES)
+        parent = None
+        if rng.random() < 0.03 and made + 3 <= count:  # a workflow and its two steps
+            parent = write(root, rng, when, "edit_then_video", None, files, infos)
+            made += 1
+            op_type = "image_edit_single"
+        write(root, rng, when, op_type, parent, files, infos)
+        made += 1
+        if parent:
+            write(root, rng, when, "image_to_video_single", parent, files, infos)
+            made += 1
+
+
+def write(root, rng, when, op_type, parent, files, infos) -> str:
+    op_id = f"{when:%Y%m%d}_{random_token()}"
+    failed = rng.random() < 0.1
+    low, _, _ = OPERATIONS.get(op_type, (1, 1, "video"))
+    entries = []
+    for n in range(low):
+        k = rng.randrange(16)
+        name = f"{op_id}_in_{n}.png"
+        (root / name).write_bytes(files[k])
+        entries.append(entry(name, infos[k], originalName=f"photo{n}.png"))
+    outputs = []
+    if not failed:
+        k = rng.randrange(16)
+        (root / f"{op_id}_out.png").write_bytes(files[k])
+        outputs.append(entry(f"{op_id}_out.png", infos[k]))
+    stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    duration = round(rng.lognormvariate(6.5 if OPERATIONS.get(op_type, (0, 0, "video"))[2] ==
+                                        "video" else 4.5, 0.6), 1)
+    record = {
+        "operationId": op_id, "operationType": op_type,
+        "status": "failed" if failed else "succeeded", "createdAt": stamp,
+        "completedAt": stamp, "durationMs": duration,
+        "prompt": " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))),
+        "parameters": {"aspectRatio": "16:9", "seed": rng.randrange(2**32)},
+        "resultUrl": None, "resultUrls": [], "workflowAnalysis": None,
+        "error": "the engine ran out of paint" if failed else None,
+        "errorType": "GenerationError" if failed else None,
+        "provider": {"name": rng.choice(("local", "local", "replicate", "fal")), "model": "m"},
+        "inputImages": entries, "outputs": outputs,
+        "resultFile": outputs[0]["file"] if outputs else None, "schemaVersion": 1,
+    }
+    if parent:
+        record["parentId"] = parent
+    (root / f"{op_id}.json").write_text(json.dumps(record, indent=2))
+    return op_id
+
+
+def entry(name, info, **extra):
+    return {"file": name, "contentType": info.content_type, "bytes": info.size,
+            "sha256": info.sha256, "width": info.width, "height": info.height, **extra}
+
+
+def timed(fn, repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def p95(samples):
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def plain_scan_first_page(root: Path):
+    """The baseline: read every record, sort newest first, keep 50."""
+    records = [json.loads(p.read_bytes()) for p in root.glob("*.json")]
+    records.sort(key=lambda r: (r["createdAt"], r["operationId"]), reverse=True)
+    return records[:50]
+
+
+def in_child(target, *args):
+    """Run ``target(*args)`` in a fresh process; return (seconds, peak RSS in MB)."""
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("fork").Process(target=_child, args=(child, target, args))
+    process.start()
+    result = parent.recv()
+    process.join()
+    return result
+
+
+def _child(conn, target, args):
+    start = time.perf_counter()
+    target(*args)
+    elapsed = time.perf_counter() - start
+    conn.send((elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def reindex(root):
+    """What ``flask history reindex`` does: the index rebuilt from the files."""
+    store = OperationStore(root, OperationIndex(root / ".index" / "history.sqlite3"))
+    store.index.catch_up(store, rebuild=True)
+
+
+def export_all(root, target):
+    app = create_app({"STORAGE_DIR": str(root), "LOG_LEVEL": "WARNING"})
+    index = app.extensions["operation_store"].index
+    with open(target, "w", newline="") as f:
+        for chunk in export.chunks(index, queries.Filters()):
+            f.write(chunk)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--operations", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--dir", help="where to build the store (default: a temp folder here)")
+    args = parser.parse_args()
+
+    parent = Path(args.dir or Path(__file__).resolve().parent / "out")
+    parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=parent))
+    root = work / "operations"
+    try:
+        start = time.perf_counter()
+        seed_store(root, args.operations)
+        print(f"seeded {args.operations:,} operations in {time.perf_counter() - start:.1f} s "
+              f"({sum(1 for _ in root.iterdir()):,} files)")
+
+        reindex_s, reindex_mb = in_child(reindex, root)
+        app = create_app({"STORAGE_DIR": str(root), "LOG_LEVEL": "WARNING"})
+        client = app.test_client()
+        store = app.extensions["operation_store"]
+        deep_id = queries.page(store.index, queries.Filters(), 1, args.operations // 10 * 9)[0][0]
+        requests = {
+            "first page (50)": "/api/history",
+            "filtered page (type+status)": "/api/history?type=text_to_image&status=succeeded",
+            "prompt search (q=lighthouse fox)": "/api/history?q=lighthouse+fox",
+            "deep page (offset 90%)": f"/api/history?offset={args.operations // 10 * 9}",
+            "deep page (cursor 90%)": f"/api/history?before={deep_id}",
+            "stats (30 days)": "/api/history/stats",
+        }
+        rows = []
+        for label, url in requests.items():
+            assert client.get(url).status_code == 200
+            rows.append((label, timed(lambda: client.get(url), args.repeat)))
+        baseline = timed(lambda: plain_scan_first_page(root), max(3, args.repeat // 10))
+        export_s, export_mb = in_child(export_all, root, work / "export.csv")
+        cleanup_s = timed(lambda: retention.cleanup(store, timedelta(days=30)), 1)[0] / 1000
+
+        print(f"\n{'measure':36}{'median ms':>11}{'p95 ms':>10}")
+        for label, samples in rows:
+            print(f"{label:36}{statistics.median(samples):>11.2f}{p95(samples):>10.2f}")
+        base = statistics.median(baseline)
+        print(f"{'first page by plain JSON scan':36}{base:>11.1f}{p95(baseline):>10.1f}")
+        print(f"\nfirst page: index {statistics.median(rows[0][1]):.2f} ms vs scan {base:.0f} ms "
+              f"= {base / statistics.median(rows[0][1]):.0f}x faster")
+        print(f"CSV export of {args.operations:,}: {export_s:.2f} s, peak {export_mb:.0f} MB "
+              f"({(work / 'export.csv').stat().st_size / 1e6:.1f} MB of CSV)")
+        print(f"reindex of {args.operations:,}: {reindex_s:.2f} s, peak {reindex_mb:.0f} MB")
+        print(f"30-day clean-up: {cleanup_s:.2f} s, {len(store.index.ids()):,} operations left")
+        print(f"benchmark process peak memory: "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
