@@ -2,12 +2,13 @@
 records every operation (prompt, parameters, inputs, result, error) on disk."""
 
 import os
+import secrets
 import sqlite3
 
 from dotenv import find_dotenv, load_dotenv
 from flask import Flask
 
-from . import cli, errors, providers, retention, routes
+from . import cli, errors, providers, retention, routes, web
 from .config import DEFAULTS
 from .index import OperationIndex
 from .store import OperationStore
@@ -33,6 +34,9 @@ def create_app(test_config=None):
     # Flask 3.1 caps non-file form fields at 500 kB; data URLs in forms need more.
     app.config["MAX_FORM_MEMORY_SIZE"] = app.config["MAX_CONTENT_LENGTH"]
     app.logger.setLevel(app.config["LOG_LEVEL"])
+    if not app.config.get("SECRET_KEY"):
+        # Sessions (admin login, CSRF) then last as long as this process.
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
     os.makedirs(app.instance_path, exist_ok=True)
 
     app.extensions["operation_store"] = _open_store(app)
@@ -41,6 +45,7 @@ def create_app(test_config=None):
     routes.init_app(app)
     cli.init_app(app)
     retention.init_app(app)
+    web.init_app(app)
     return app
 
 
@@ -50,7 +55,7 @@ def _open_store(app) -> OperationStore:
     store = OperationStore(app.config["STORAGE_DIR"], OperationIndex(app.config["INDEX_PATH"]))
     try:
         removed = store.init()
-        changes = store.index.catch_up(store)
+        changes = store.index.check(store)
     except (OSError, sqlite3.Error) as e:
         app.logger.error("Storage folder %s cannot be used (%s): operations will not be "
                          "saved until it can", store.root, e)
@@ -59,7 +64,7 @@ def _open_store(app) -> OperationStore:
     if removed:
         app.logger.warning("Removed %d stale temporary file(s) left by an interrupted write",
                            removed)
-    if changes["added"] or changes["removed"]:
+    if changes and (changes["added"] or changes["removed"]):
         app.logger.info("History index caught up: %d added, %d removed (%s)", changes["added"],
                         changes["removed"], store.index.path)
     return store

@@ -16,7 +16,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 BATCH = 1000
 
-SCHEMA_VERSION = 2  # an index file of another version is dropped and rebuilt
+SCHEMA_VERSION = 3  # an index file of another version is dropped and rebuilt
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
     seq INTEGER PRIMARY KEY,  -- stable rowid for the full-text table
@@ -26,9 +26,11 @@ CREATE TABLE IF NOT EXISTS operations (
     input_count INTEGER, input_bytes INTEGER, output_bytes INTEGER, result_file TEXT
 );
 CREATE INDEX IF NOT EXISTS by_created ON operations (created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS by_type ON operations (type, created_at);
+CREATE INDEX IF NOT EXISTS by_type ON operations (type, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS by_type_status ON operations (type, status, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS by_type_duration ON operations (type, duration_ms);
-CREATE INDEX IF NOT EXISTS by_status ON operations (status, created_at);
+CREATE INDEX IF NOT EXISTS by_status ON operations (status, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS for_stats ON operations (type, status, input_bytes, output_bytes);
 CREATE INDEX IF NOT EXISTS by_parent ON operations (parent_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
@@ -118,6 +120,15 @@ class OperationIndex:
         conn = self.connect()
         with _transaction(conn):
             conn.execute("DELETE FROM operations")
+
+    def check(self, store) -> dict | None:
+        """At start-up: catch up only when the index's ids differ from the
+        records' (compared by fingerprint, streamed on both sides)."""
+        from .store import ids_fingerprint
+        rows = (row[0] for row in self.connect().execute("SELECT id FROM operations"))
+        if ids_fingerprint(rows) == store.fingerprint():
+            return None
+        return self.catch_up(store)
 
     def catch_up(self, store, rebuild: bool = False, progress=None) -> dict:
         """Make the index match the records on disk; return what changed.

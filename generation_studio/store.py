@@ -13,6 +13,7 @@ Old days may be packed into ``archives/`` (see ``archive``); reading works the
 same either way. Each save also writes the operation's row in the index.
 """
 
+import itertools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import re
 import secrets
 import tempfile
 import time
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,11 +34,22 @@ STALE_SECONDS = 15 * 60
 ID_PATTERN = re.compile(r"^\d{8}_[a-z2-7]{12}$")
 ID_LENGTH = 21
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+THUMBS = ".thumbs"  # gallery thumbnails (see thumbnails.py), deleted with their operation
 logger = logging.getLogger(__name__)
 
 
 class OperationExists(Exception):
     """An operation id that is already on disk was about to be written."""
+
+
+def ids_fingerprint(ids) -> tuple[int, int]:
+    """(count, sum of CRC32s) of ``ids``: equal sets give equal fingerprints, and
+    a difference is all but certain to show."""
+    count = total = 0
+    for op_id in ids:
+        count += 1
+        total += zlib.crc32(op_id.encode())
+    return count, total
 
 
 def random_token(length: int = 12) -> str:
@@ -145,28 +158,33 @@ class OperationStore:
         then its files, then its index row. Archived operations are dropped
         from their day's zip, one rewrite per day.
         """
-        loose, freed, archived = self.loose_files(), 0, {}
+        loose, freed, archived, done = self.loose_files(), 0, {}, []
         for op_id in op_ids:
             names = loose.get(op_id, [])
+            (self.root / THUMBS / f"{op_id}.webp").unlink(missing_ok=True)
             if f"{op_id}.json" in names:
                 for name in sorted(names, key=lambda n: not n.endswith(".json")):
                     path = self.root / name
                     freed += path.stat().st_size
                     path.unlink(missing_ok=True)
-                if self.index is not None:
-                    self.index.remove([op_id])
-                if progress:
-                    progress(1)
+                done.append(op_id)
+                if len(done) >= 500:  # index rows go in batches, after their files
+                    self._unindex(done, progress)
+                    done = []
             else:
                 archived.setdefault(op_id[:8], set()).add(op_id)
+        self._unindex(done, progress)
         for day, ids in archived.items():
             if archive.path_for(self.root, day).exists():
                 freed += archive.drop(self.root, day, ids)
-            if self.index is not None:
-                self.index.remove(ids)
-            if progress:
-                progress(len(ids))
+            self._unindex(ids, progress)
         return freed
+
+    def _unindex(self, op_ids, progress=None) -> None:
+        if self.index is not None and op_ids:
+            self.index.remove(op_ids)
+        if progress and op_ids:
+            progress(len(op_ids))
 
     def with_steps(self, op_id: str) -> list[str]:
         """``op_id`` and the ids of its workflow steps, steps first."""
@@ -248,6 +266,15 @@ class OperationStore:
             if ID_PATTERN.match(entry.name[:ID_LENGTH]) and not entry.name.endswith(TMP_SUFFIX):
                 files.setdefault(entry.name[:ID_LENGTH], []).append(entry.name)
         return files
+
+    def fingerprint(self) -> tuple[int, int]:
+        """(how many operations, a checksum of their ids), loose or archived,
+        streamed without keeping the names (see ``ids_fingerprint``)."""
+        loose = (e.name[:-5] for e in os.scandir(self.root)
+                 if e.name.endswith(".json") and ID_PATTERN.match(e.name[:-5]))
+        packed = (n[:-5] for day in archive.days(self.root)
+                  for n in archive.names(self.root, day) if n.endswith(".json"))
+        return ids_fingerprint(itertools.chain(loose, packed))
 
     def record_names(self) -> dict[str, str]:
         """``{operation id: where its record is}`` ("" loose, else the archive day)."""
