@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test pytest storage-check bench clean
+.PHONY: run test pytest storage-check chromium bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 run: $(VENV)/.installed
 	$(PY) -m flask --app generation_studio run --host $(HOST) --port $(PORT)
 
-test: pytest storage-check
+test: chromium pytest storage-check
+
+# The browser tests drive Debian's Chromium (Playwright downloads no browser here).
+chromium:
+	@command -v chromium >/dev/null || ./scripts/install_chromium.sh
 
 pytest: $(VENV)/.installed
 	$(PY) -m pytest -q
@@ -27,6 +31,7 @@ storage-check: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/record_overhead.py
+	$(PY) benchmarks/history_bench.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

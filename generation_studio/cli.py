@@ -3,7 +3,6 @@
 import json
 import os
 import sys
-from datetime import datetime, timezone
 
 import click
 from flask import current_app
@@ -182,19 +181,12 @@ def cleanup_command(age, dry_run):
 @click.option("--older-than", "age", required=True, help="Age such as 7d.")
 def compress_command(age):
     """Pack each old day into one zip archive; the history keeps serving it."""
-    store = _store()
-    cutoff = (datetime.now(timezone.utc) - _age(age)).strftime("%Y%m%d")
-    days = {}
-    for op_id, names in store.loose_files().items():
-        if op_id[:8] < cutoff and f"{op_id}.json" in names:
-            days.setdefault(op_id[:8], []).extend(names)
-    before = after = 0
-    with _progress("Compressing", sorted(days.items())) as bar:
-        for day, names in bar:
-            loose, grown = archive.pack(store.root, day, names)
-            before, after = before + loose, after + grown
-    click.echo(f"Compressed {len(days)} day(s): {human_size(before)} into "
-               f"{human_size(after)}, {human_size(before - after)} saved")
+    store, older_than = _store(), _age(age)
+    days = len({op_id[:8] for op_id in store.loose_files()})
+    with _progress("Compressing", length=days) as bar:
+        done = retention.compress(store, older_than, progress=bar.update)
+    click.echo(f"Compressed {done['days']} day(s): {human_size(done['bytesBefore'])} into "
+               f"{human_size(done['bytesAfter'])}, {human_size(done['bytesSaved'])} saved")
 
 
 @history.command("decompress")

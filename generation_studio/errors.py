@@ -5,8 +5,10 @@ in one input, the field's name. Handlers are registered on the app, so that
 routing errors (404, 405) and Werkzeug's (413) answer in the same shape.
 """
 
-from flask import current_app, g, jsonify, request
+from flask import current_app, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+
+from .web import wants_html
 
 _HTTP_MESSAGES = {
     404: lambda e: f"Not found: {request.path}",
@@ -52,7 +54,12 @@ def human_size(size: int) -> str:
 
 
 def error_body(message: str, status: int, field: str | None = None):
-    """The JSON answer for an error; names the recorded operation if any."""
+    """The answer for an error: JSON, naming the recorded operation if any. A
+    browser's native request gets the failed operation's page, or an error page."""
+    if wants_html():
+        if g.get("operation_id"):
+            return redirect(url_for("pages.operation", op_id=g.operation_id), 303), 303
+        return render_template("error.html", message=message, status=status), status
     body = {"success": False, "error": message}
     if field:
         body["field"] = field
@@ -72,13 +79,14 @@ def describe(e: Exception) -> tuple[str, int]:
 
 def _api_error(e: ApiError):
     response, status = error_body(e.message, e.status, e.field)
-    response.headers.update(e.headers)
+    if hasattr(response, "headers"):
+        response.headers.update(e.headers)
     return response, status
 
 
 def _http_error(e: HTTPException):
     response, status = error_body(*describe(e))
-    if e.code == 405 and e.valid_methods:
+    if e.code == 405 and e.valid_methods and hasattr(response, "headers"):
         response.headers["Allow"] = ", ".join(e.valid_methods)
     return response, status
 

@@ -110,11 +110,12 @@ def _from_data_url(name: str, index: int, value) -> Upload:
 
 
 def parameters(data: RequestData, secrets=()) -> dict:
-    """The request's parameters for the record: no prompt, files or secrets."""
+    """The request's parameters for the record: no prompt, files or secrets,
+    and no empty field (a form's way of not giving a value)."""
     secrets = {s for s in secrets if s}
     return {
         k: v for k, v in data.fields.items()
-        if k != "prompt" and not SECRET_KEY_PATTERN.search(k)
+        if k != "prompt" and v != "" and not SECRET_KEY_PATTERN.search(k)
         and not (isinstance(v, str) and v in secrets)
     }
 

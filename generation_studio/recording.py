@@ -14,10 +14,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flask import current_app, g, jsonify, url_for
+from flask import current_app, g, jsonify, redirect, url_for
 
 from . import errors, inputs, media
 from .providers import Result, current_provider
+from .web import wants_html
 
 SECRET_SETTINGS = ("REPLICATE_API_TOKEN", "FAL_KEY", "ADMIN_TOKEN", "SECRET_KEY")
 
@@ -48,6 +49,8 @@ def records_operation(operation_type, *, default=None):
                 raise
             try:
                 record = _record(op_type, started, result=result, steps=result.steps)
+                if record and wants_html():
+                    return redirect(url_for("pages.operation", op_id=record["operationId"]), 303)
                 return jsonify(_success_body(op_type, result, record, time.time() - started))
             finally:
                 _remove_downloads([result] + [s.result for s in result.steps if s.result])
@@ -167,7 +170,8 @@ def _success_body(op_type, result: Result, record, elapsed) -> dict:
         files = [url_for("history.operation_file", op_id=record["operationId"], name=f["file"])
                  for f in record["outputs"]]
         body.update(recordUrl=url_for("history.operation", op_id=record["operationId"]),
-                    fileUrl=files[0] if files else None, fileUrls=files)
+                    fileUrl=files[0] if files else None, fileUrls=files,
+                    contentType=record["outputs"][0]["contentType"] if files else None)
         urls = result.urls or files
     else:  # nothing keeps the result: hand it over inline rather than lose it
         urls = result.urls or [media.data_url(media.load(data)) for data in result.files]

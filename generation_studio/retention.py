@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 
+from . import archive
 from .errors import ApiError
 from .queries import iso
 
@@ -50,6 +51,23 @@ def cleanup(store, older_than: timedelta, dry_run: bool = False, progress=None) 
     freed = store.delete_many([op_id for op_id, _ in old], progress=progress)
     return {"operations": len(old), "bytes": freed, "ids": [op_id for op_id, _ in old],
             "resumed": resumed, "dryRun": False}
+
+
+def compress(store, older_than: timedelta, progress=None) -> dict:
+    """Pack every day older than ``older_than`` into its archive."""
+    cutoff = (datetime.now(timezone.utc) - older_than).strftime("%Y%m%d")
+    days = {}
+    for op_id, names in store.loose_files().items():
+        if op_id[:8] < cutoff and f"{op_id}.json" in names:
+            days.setdefault(op_id[:8], []).extend(names)
+    before = after = 0
+    for day, names in sorted(days.items()):
+        loose, grown = archive.pack(store.root, day, names)
+        before, after = before + loose, after + grown
+        if progress:
+            progress(1)
+    return {"days": len(days), "bytesBefore": before, "bytesAfter": after,
+            "bytesSaved": before - after}
 
 
 def init_app(app):

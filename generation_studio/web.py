@@ -6,6 +6,8 @@ import secrets
 
 from flask import abort, current_app, redirect, request, session, url_for
 
+from .thumbnails import has_picture
+
 
 def wants_html() -> bool:
     """True for a browser's native form post or page load (not fetch, not curl)."""
@@ -45,4 +47,4 @@ def admin_required(view):
 
 
 def init_app(app):
-    app.jinja_env.globals.update(csrf_token=csrf_token, is_admin=is_admin)
+    app.jinja_env.globals.update(csrf_token=csrf_token, is_admin=is_admin, has_picture=has_picture)

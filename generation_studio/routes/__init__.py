@@ -1,8 +1,9 @@
 """The studio's blueprints, one per route family."""
 
-from . import edit, generate, history, video, video_image, workflow
+from . import admin, edit, generate, history, pages, video, video_image, workflow
 
-BLUEPRINTS = (generate.bp, edit.bp, video.bp, video_image.bp, workflow.bp, history.bp)
+BLUEPRINTS = (generate.bp, edit.bp, video.bp, video_image.bp, workflow.bp, history.bp,
+              pages.bp, admin.bp)
 
 
 def init_app(app):
