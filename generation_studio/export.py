@@ -32,8 +32,8 @@ def guard(value):
 
 def chunks(index, filters, progress=None):
     """The CSV text, header first, in chunks of rows (newest first)."""
-    where, params = filters.where(index)
-    cursor = index.execute(f"SELECT {', '.join(COLUMNS)} FROM operations{where} "
+    source, where, params = filters.sql(index)
+    cursor = index.execute(f"SELECT {', '.join(COLUMNS)}{source}{where} "
                            f"ORDER BY created_at DESC, id DESC", params)
     buffer = io.StringIO()
     writer = csv.writer(buffer)

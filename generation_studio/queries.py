@@ -16,6 +16,9 @@ from .store import ID_PATTERN
 STATUSES = ("succeeded", "failed")
 PROVIDERS = ("local", "replicate", "fal")
 MAX_QUERY_CHARS = 500
+# A search with more matches than this walks the date index for its page
+# instead of sorting every match (see Filters.sql).
+SORT_MATCHES_UP_TO = 500
 
 
 @dataclass
@@ -28,8 +31,29 @@ class Filters:
     until: str | None = None
     parent_id: str | None = None
 
-    def where(self, index) -> tuple[str, list]:
-        clauses, params = [], []
+    def sql(self, index, walk_by_date: bool = False) -> tuple[str, str, list]:
+        """``(" FROM ...", " WHERE ..." or "", params)`` selecting the matching rows.
+
+        A prompt search starts from the full-text matches and joins the table
+        (CROSS JOIN keeps that order), or with ``walk_by_date`` walks the date
+        index testing each row against the matches: the way to a first page
+        when they are many.
+        """
+        source, clauses, params = " FROM operations", [], []
+        if self.q:
+            index.connect()
+            if index.has_fts and walk_by_date:
+                source = " FROM operations INDEXED BY by_created"
+                clauses.append("seq IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
+                params.append(fts_query(self.q))
+            elif index.has_fts:
+                source = (" FROM (SELECT rowid AS seq FROM prompts WHERE prompts MATCH ?) AS matched"
+                          " CROSS JOIN operations USING (seq)")
+                params.append(fts_query(self.q))
+            else:
+                clauses.append("prompt LIKE ? ESCAPE '\\'")
+                params.append("%" + self.q.replace("\\", "\\\\").replace("%", "\\%")
+                              .replace("_", "\\_") + "%")
         if self.types:
             clauses.append(f"type IN ({', '.join('?' * len(self.types))})")
             params += list(self.types)
@@ -44,16 +68,12 @@ class Filters:
         if self.until:
             clauses.append("created_at <= ?")
             params.append(self.until)
-        if self.q:
-            index.connect()
-            if index.has_fts:
-                clauses.append("seq IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
-                params.append(fts_query(self.q))
-            else:
-                clauses.append("prompt LIKE ? ESCAPE '\\'")
-                params.append("%" + self.q.replace("\\", "\\\\").replace("%", "\\%")
-                              .replace("_", "\\_") + "%")
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+        return source, (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def also(where: str, condition: str) -> str:
+    """``where`` with one more condition."""
+    return where + (" AND " if where else " WHERE ") + condition
 
 
 def filters_from(args) -> Filters:
@@ -111,52 +131,65 @@ def fts_query(text: str) -> str:
 def page(index, filters: Filters, limit: int, offset: int = 0, before_created=None,
          before_id=None) -> tuple[list[str], int, str | None]:
     """``(ids, total, next_cursor)`` for one page, newest first."""
-    where, params = filters.where(index)
-    total = index.execute(f"SELECT COUNT(*) FROM operations{where}", params).fetchone()[0]
+    source, where, params = filters.sql(index)
+    matches = _prompt_matches(index, filters)
+    if matches is not None and filters == Filters(q=filters.q):
+        total = matches  # the search is the only filter: its own count
+    else:
+        total = index.execute(f"SELECT COUNT(*){source}{where}", params).fetchone()[0]
+    if matches is not None and matches > SORT_MATCHES_UP_TO:
+        source, where, params = filters.sql(index, walk_by_date=True)
     if before_id:
-        where += (" AND " if where else " WHERE ") + "(created_at, id) < (?, ?)"
+        where = also(where, "(created_at, id) < (?, ?)")
         params = params + [before_created, before_id]
-    rows = index.execute(f"SELECT id FROM operations{where} ORDER BY created_at DESC, id DESC "
+    rows = index.execute(f"SELECT id{source}{where} ORDER BY created_at DESC, id DESC "
                          f"LIMIT ? OFFSET ?", params + [limit + 1, offset]).fetchall()
     ids = [r[0] for r in rows[:limit]]
     return ids, total, ids[-1] if len(rows) > limit else None
 
 
+def _prompt_matches(index, filters: Filters) -> int | None:
+    """How many prompts match the search (FTS5 counts them fast), or None."""
+    if not filters.q or not index.has_fts:
+        return None
+    return index.execute("SELECT COUNT(*) FROM prompts WHERE prompts MATCH ?",
+                         (fts_query(filters.q),)).fetchone()[0]
+
+
 def stats(index, filters: Filters, days: int = 30) -> dict:
     """Counts, success rate, durations, operations per day and storage, from the index."""
-    where, params = filters.where(index)
+    source, where, params = filters.sql(index)
     by_type = {}
     for op_type, status, count, in_bytes, out_bytes in index.execute(
-            f"SELECT type, status, COUNT(*), SUM(input_bytes), SUM(output_bytes) "
-            f"FROM operations{where} GROUP BY type, status", params):
+            f"SELECT type, status, COUNT(*), SUM(input_bytes), SUM(output_bytes)"
+            f"{source}{where} GROUP BY type, status", params):
         entry = by_type.setdefault(op_type, {"count": 0, "succeeded": 0, "failed": 0,
                                              "bytes": 0})
         entry["count"] += count
         entry[status] = entry.get(status, 0) + count
         entry["bytes"] += (in_bytes or 0) + (out_bytes or 0)
-    for op_type, median, p95 in _duration_percentiles(index, where, params):
+    for op_type, median, p95 in _duration_percentiles(index, source, where, params):
         by_type.setdefault(op_type, {})["durationMs"] = {"median": median, "p95": p95}
     total = sum(e["count"] for e in by_type.values())
     succeeded = sum(e["succeeded"] for e in by_type.values())
     since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).strftime("%Y-%m-%d")
-    day_where = where + (" AND " if where else " WHERE ") + "created_at >= ?"
     per_day = dict(index.execute(
-        f"SELECT substr(created_at, 1, 10) AS day, COUNT(*) FROM operations{day_where} "
-        f"GROUP BY day ORDER BY day", params + [since]).fetchall())
+        f"SELECT substr(created_at, 1, 10) AS day, COUNT(*){source}"
+        f"{also(where, 'created_at >= ?')} GROUP BY day ORDER BY day", params + [since]).fetchall())
     return {"total": total, "succeeded": succeeded, "failed": total - succeeded,
             "successRate": round(succeeded / total, 4) if total else None,
             "byType": by_type, "perDay": per_day, "days": days,
             "storageBytes": sum(e["bytes"] for e in by_type.values())}
 
 
-def _duration_percentiles(index, where: str, params: list):
+def _duration_percentiles(index, source: str, where: str, params: list):
     """(type, median, p95) of durations by nearest rank: per type, the count,
     then one row at each rank through the (type, duration_ms) index."""
-    typed = where + (" AND " if where else " WHERE ") + "type = ?"
+    typed = also(where, "type = ?")
     rows = []
-    for op_type, n in index.execute(f"SELECT type, COUNT(*) FROM operations{where} "
+    for op_type, n in index.execute(f"SELECT type, COUNT(*){source}{where} "
                                     f"GROUP BY type", params).fetchall():
-        values = [index.execute(f"SELECT duration_ms FROM operations{typed} "
+        values = [index.execute(f"SELECT duration_ms{source}{typed} "
                                 f"ORDER BY duration_ms LIMIT 1 OFFSET ?",
                                 params + [op_type, rank - 1]).fetchone()[0]
                   for rank in ((n + 1) // 2, max(1, -(-95 * n // 100)))]

@@ -317,3 +317,14 @@ def test_the_server_cleans_up_by_itself_at_most_once_an_hour(storage_dir):
     late = seed(store, 50)
     client.get("/api/health")  # within the hour: no second run
     assert app.extensions["retention_thread"] is first and store.get(late) is not None
+
+
+def test_search_without_fts5_falls_back_to_like(client, store):
+    store.index.connect()
+    store.index.has_fts = False  # as on an SQLite built without FTS5
+    hits = [seed(store, 0, prompt="a lighthouse"), seed(store, 0, prompt="100% cotton")]
+    seed(store, 0, prompt="a barn")
+    assert ids_of(client.get("/api/history?q=lighthouse")) == [hits[0]]
+    assert ids_of(client.get("/api/history?q=100%25")) == [hits[1]]
+    assert ids_of(client.get("/api/history?q=0%25")) == [hits[1]]
+    assert ids_of(client.get("/api/history?q=_")) == []  # _ is a letter here, not a wildcard
