@@ -64,24 +64,17 @@ def pack(root: Path, day: str, loose: list[str]) -> tuple[int, int]:
     target = path_for(root, day)
     target.parent.mkdir(exist_ok=True)
     before = target.stat().st_size if target.exists() else 0
-    tmp = temp_path(target.parent, target.name)
-    try:
-        with zipfile.ZipFile(tmp, "w") as out:
-            if before:
-                with zipfile.ZipFile(target) as old:
-                    for info in old.infolist():
-                        if info.filename not in loose:
-                            out.writestr(info, old.read(info))
-            for name in sorted(loose, key=lambda n: n.endswith(".json")):
-                ext = name.rsplit(".", 1)[-1].lower()
-                out.write(root / name, name, zipfile.ZIP_STORED if ext in STORED
-                          else zipfile.ZIP_DEFLATED)
-        _fsync(tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    def fill(out):
+        if before:
+            with zipfile.ZipFile(target) as old:
+                _copy(old, out, [i for i in old.infolist() if i.filename not in loose])
+        for name in sorted(loose, key=lambda n: n.endswith(".json")):
+            ext = name.rsplit(".", 1)[-1].lower()
+            out.write(root / name, name,
+                      zipfile.ZIP_STORED if ext in STORED else zipfile.ZIP_DEFLATED)
+
+    _rewrite(target, fill)
     size = sum((root / n).stat().st_size for n in loose)
     _remove_loose(root, loose)
     return size, target.stat().st_size - before
@@ -107,18 +100,27 @@ def drop(root: Path, day: str, op_ids: set[str]) -> int:
         if not keep:
             target.unlink()
             return before
-        tmp = temp_path(target.parent, target.name)
-        try:
-            with zipfile.ZipFile(tmp, "w") as out:
-                for info in keep:
-                    out.writestr(info, old.read(info))
-            _fsync(tmp)
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        _rewrite(target, lambda out: _copy(old, out, keep))
     return before - target.stat().st_size
+
+
+def _rewrite(target: Path, fill) -> None:
+    """A new zip for ``target`` written by ``fill(zipfile)``, fsynced, then swapped in."""
+    tmp = temp_path(target.parent, target.name)
+    try:
+        with zipfile.ZipFile(tmp, "w") as out:
+            fill(out)
+        _fsync(tmp)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _copy(old, out, members) -> None:
+    for info in members:
+        out.writestr(info, old.read(info))
 
 
 def _remove_loose(root: Path, loose: list[str]) -> None:

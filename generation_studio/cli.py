@@ -5,7 +5,6 @@ import os
 import sys
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 from werkzeug.datastructures import MultiDict
 
@@ -13,13 +12,11 @@ from . import archive, export, queries, retention
 from .atomic import temp_path
 from .catalog import OPERATION_TYPES
 from .errors import ApiError, human_size
+from .store import current_store
 
 history = AppGroup("history", help="Read, export and tidy the recorded operations.")
 storage = AppGroup("storage", help="Manage the operation storage folder.")
 
-
-def _store():
-    return current_app.extensions["operation_store"]
 
 
 def filter_options(command):
@@ -64,7 +61,7 @@ def _age(text: str):
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
 def list_command(limit, types, as_json, **values):
     """List operations, newest first."""
-    store = _store()
+    store = current_store()
     ids, total, _ = queries.page(store.index, _filters(types, **values), limit)
     records = store.get_many(ids)
     page = [records[i] for i in ids if i in records]
@@ -91,7 +88,7 @@ def _short(text: str, width: int = 50) -> str:
 @click.argument("op_id")
 def show_command(op_id):
     """Print one operation's record as JSON."""
-    record = _store().get(op_id)
+    record = current_store().get(op_id)
     if record is None:
         raise click.ClickException(f"No operation {op_id!r}")
     click.echo(json.dumps(record, indent=2, ensure_ascii=False))
@@ -103,7 +100,7 @@ def show_command(op_id):
 @click.option("--json", "as_json", is_flag=True)
 def stats_command(days, types, as_json, **values):
     """Counts, success rate, durations and storage, by type."""
-    body = queries.stats(_store().index, _filters(types, **values), days)
+    body = queries.stats(current_store().index, _filters(types, **values), days)
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return
@@ -126,7 +123,7 @@ def stats_command(days, types, as_json, **values):
 @filter_options
 def export_command(output, types, **values):
     """Write the operations as CSV (one row each, newest first)."""
-    store, filters = _store(), _filters(types, **values)
+    store, filters = current_store(), _filters(types, **values)
     _, total, _ = queries.page(store.index, filters, 1)
     target = os.path.abspath(output)
     tmp = temp_path(os.path.dirname(target), os.path.basename(target))
@@ -145,7 +142,7 @@ def export_command(output, types, **values):
 @history.command("reindex")
 def reindex_command():
     """Rebuild the index from the JSON records (the truth)."""
-    store = _store()
+    store = current_store()
     total = len(store.record_names())
     with _progress("Reindexing", length=total) as bar:
         result = store.index.catch_up(store, rebuild=True, progress=bar.update)
@@ -160,7 +157,7 @@ def reindex_command():
 @click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
 def cleanup_command(age, dry_run):
     """Delete operations older than an age, whole (record, inputs, outputs, index row)."""
-    store, older_than = _store(), _age(age)
+    store, older_than = current_store(), _age(age)
     if dry_run:
         summary = retention.cleanup(store, older_than, dry_run=True)
         for op_id in summary["ids"]:
@@ -181,7 +178,7 @@ def cleanup_command(age, dry_run):
 @click.option("--older-than", "age", required=True, help="Age such as 7d.")
 def compress_command(age):
     """Pack each old day into one zip archive; the history keeps serving it."""
-    store, older_than = _store(), _age(age)
+    store, older_than = current_store(), _age(age)
     days = len({op_id[:8] for op_id in store.loose_files()})
     with _progress("Compressing", length=days) as bar:
         done = retention.compress(store, older_than, progress=bar.update)
@@ -192,7 +189,7 @@ def compress_command(age):
 @history.command("decompress")
 def decompress_command():
     """Put every archived operation back as loose files."""
-    store = _store()
+    store = current_store()
     days = archive.days(store.root)
     files = 0
     with _progress("Decompressing", days) as bar:
@@ -205,7 +202,7 @@ def decompress_command():
 @click.argument("op_id")
 def delete_command(op_id):
     """Delete one operation with its files (and a workflow's steps)."""
-    store = _store()
+    store = current_store()
     if store.get(op_id) is None:
         raise click.ClickException(f"No operation {op_id!r}")
     ids = store.with_steps(op_id)
@@ -216,7 +213,7 @@ def delete_command(op_id):
 @storage.command("init")
 def init_command():
     """Create the storage folder and remove stale temporary files."""
-    store = _store()
+    store = current_store()
     try:
         removed = store.init()
     except OSError as e:

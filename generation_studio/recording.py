@@ -18,6 +18,7 @@ from flask import current_app, g, jsonify, redirect, url_for
 
 from . import errors, inputs, media
 from .providers import Result, current_provider
+from .store import current_store
 from .web import wants_html
 
 SECRET_SETTINGS = ("REPLICATE_API_TOKEN", "FAL_KEY", "ADMIN_TOKEN", "SECRET_KEY")
@@ -65,7 +66,7 @@ def _record(op_type, started, result: Result | None = None, error=None, steps=()
     """Save the operation and its steps; on failure log it and return None."""
     if not current_app.config["RECORDING_ENABLED"]:
         return None
-    store = current_app.extensions["operation_store"]
+    store = current_store()
     op_id = store.new_id(datetime.fromtimestamp(started, timezone.utc))
     g.operation_id = op_id
     try:

@@ -38,6 +38,12 @@ THUMBS = ".thumbs"  # gallery thumbnails (see thumbnails.py), deleted with their
 logger = logging.getLogger(__name__)
 
 
+def current_store() -> "OperationStore":
+    """The app's store (with its index)."""
+    from flask import current_app
+    return current_app.extensions["operation_store"]
+
+
 class OperationExists(Exception):
     """An operation id that is already on disk was about to be written."""
 

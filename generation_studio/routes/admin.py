@@ -10,6 +10,7 @@ from flask import (Blueprint, current_app, flash, redirect, render_template, req
 
 from .. import archive, retention
 from ..errors import ApiError, human_size
+from ..store import current_store
 from ..web import admin_required, check_csrf
 
 bp = Blueprint("admin", __name__)
@@ -26,15 +27,12 @@ ROUTES = {
 WORKFLOW_ROUTE = "/api/workflow/execute"
 
 
-def _store():
-    return current_app.extensions["operation_store"]
-
 
 @bp.post("/history/<op_id>/rerun")
 def rerun(op_id):
     """Send the same prompt, parameters and input images to the same route again."""
     check_csrf()
-    store = _store()
+    store = current_store()
     record = store.get(op_id)
     if record is None:
         return redirect(url_for("pages.gallery"))
@@ -61,7 +59,7 @@ def rerun(op_id):
 @bp.route("/history/<op_id>/delete", methods=["GET", "POST"])
 @admin_required
 def delete(op_id):
-    store = _store()
+    store = current_store()
     record = store.get(op_id)
     if record is None:
         return redirect(url_for("pages.gallery"))
@@ -76,7 +74,7 @@ def delete(op_id):
 @bp.route("/admin", methods=["GET", "POST"])
 @admin_required
 def admin():
-    store, preview, message = _store(), None, None
+    store, preview, message = current_store(), None, None
     if request.method == "POST":
         action = request.form.get("action")
         try:

@@ -8,19 +8,17 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from .. import export, inputs, queries
 from ..errors import ApiError
+from ..store import current_store
 
 bp = Blueprint("history", __name__)
 
 MAX_PAGE = 500
 
 
-def _store():
-    return current_app.extensions["operation_store"]
-
 
 @bp.get("/api/health")
 def health():
-    store = _store()
+    store = current_store()
     return jsonify(success=True, status="ok", provider=current_app.config["GENERATION_PROVIDER"],
                    storageDir=str(store.root), storageWritable=store.writable())
 
@@ -28,7 +26,7 @@ def health():
 @bp.get("/api/history")
 def operations():
     """A page of records, newest first, filtered; ``before=<id>`` for a stable next page."""
-    store, args = _store(), request.args
+    store, args = current_store(), request.args
     filters = queries.filters_from(args)
     limit = inputs.number("limit", 1, MAX_PAGE, 50, integer=True, source=args)
     offset = inputs.number("offset", 0, 10**9, 0, integer=True, source=args)
@@ -46,21 +44,21 @@ def operations():
 @bp.get("/api/history/stats")
 def stats():
     days = inputs.number("days", 1, 3660, 30, integer=True, source=request.args)
-    body = queries.stats(_store().index, queries.filters_from(request.args), days)
+    body = queries.stats(current_store().index, queries.filters_from(request.args), days)
     return jsonify(success=True, **body)
 
 
 @bp.get("/api/history/export.csv")
 def export_csv():
     filters = queries.filters_from(request.args)
-    index = _store().index
+    index = current_store().index
     return Response(export.chunks(index, filters), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="operations.csv"'})
 
 
 @bp.get("/api/history/<op_id>")
 def operation(op_id):
-    record = _store().get(op_id)
+    record = current_store().get(op_id)
     if record is None:
         raise ApiError(f"No operation {op_id!r}", status=404)
     return jsonify(success=True, operation=record)
@@ -70,7 +68,7 @@ def operation(op_id):
 def delete(op_id):
     """Delete an operation with its files (and a workflow's steps)."""
     _require_admin()
-    store = _store()
+    store = current_store()
     if store.get(op_id) is None:
         raise ApiError(f"No operation {op_id!r}", status=404)
     ids = store.with_steps(op_id)
@@ -91,7 +89,7 @@ def _require_admin():
 
 @bp.get("/api/history/<op_id>/files/<path:name>")
 def operation_file(op_id, name):
-    found = _store().open_file(op_id, name)
+    found = current_store().open_file(op_id, name)
     if found is None:
         raise ApiError(f"Operation {op_id!r} has no file {name!r}", status=404)
     data, entry = found

@@ -2,20 +2,18 @@
 
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, abort, current_app, render_template, request, send_file
+from flask import Blueprint, abort, render_template, request, send_file
 from werkzeug.datastructures import MultiDict
 
 from .. import charts, inputs, queries, thumbnails
 from ..catalog import OPERATION_TYPES
 from ..errors import ApiError
+from ..store import current_store
 from ..forms import FORMS
 
 bp = Blueprint("pages", __name__)
 PAGE_SIZE = 24
 
-
-def _store():
-    return current_app.extensions["operation_store"]
 
 
 @bp.get("/")
@@ -25,7 +23,7 @@ def studio():
 
 @bp.get("/history")
 def gallery():
-    store = _store()
+    store = current_store()
     # A form's empty fields mean "any".
     args = MultiDict([(k, v) for k, v in request.args.items(multi=True) if v])
     page = {"args": args, "types": OPERATION_TYPES, "operations": [], "total": 0,
@@ -46,7 +44,7 @@ def gallery():
 
 @bp.get("/history/<op_id>")
 def operation(op_id):
-    store = _store()
+    store = current_store()
     record = store.get(op_id)
     if record is None:
         abort(404)
@@ -57,7 +55,7 @@ def operation(op_id):
 
 @bp.get("/history/<op_id>/thumb")
 def thumb(op_id):
-    store = _store()
+    store = current_store()
     record = store.get(op_id)
     path = thumbnails.thumbnail(store, record) if record else None
     if path is None:
@@ -68,7 +66,7 @@ def thumb(op_id):
 @bp.get("/stats")
 def stats():
     days = inputs.number("days", 1, 365, 30, integer=True, source=request.args)
-    body = queries.stats(_store().index, queries.Filters(), days)
+    body = queries.stats(current_store().index, queries.Filters(), days)
     by_type = sorted(body["byType"].items(), key=lambda kv: -kv[1]["count"])
     today = datetime.now(timezone.utc).date()
     every_day = [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
