@@ -16,9 +16,11 @@ from .store import ID_PATTERN
 STATUSES = ("succeeded", "failed")
 PROVIDERS = ("local", "replicate", "fal")
 MAX_QUERY_CHARS = 500
-# A search with more matches than this walks the date index for its page
-# instead of sorting every match (see Filters.sql).
+# A search whose page has more rows to choose from than this walks the date
+# index instead of sorting them all; one with more matches than JOIN_MATCHES_UP_TO
+# is counted by testing rows against the matches (see Filters.sql).
 SORT_MATCHES_UP_TO = 500
+JOIN_MATCHES_UP_TO = 5000
 
 
 @dataclass
@@ -31,19 +33,21 @@ class Filters:
     until: str | None = None
     parent_id: str | None = None
 
-    def sql(self, index, walk_by_date: bool = False) -> tuple[str, str, list]:
+    def sql(self, index, search: str = "join") -> tuple[str, str, list]:
         """``(" FROM ...", " WHERE ..." or "", params)`` selecting the matching rows.
 
-        A prompt search starts from the full-text matches and joins the table
-        (CROSS JOIN keeps that order), or with ``walk_by_date`` walks the date
-        index testing each row against the matches: the way to a first page
-        when they are many.
+        How a prompt search is joined: ``join`` starts from the full-text
+        matches (CROSS JOIN keeps that order), best when they are few;
+        ``member`` tests rows against the matches and lets SQLite choose the
+        index (a count with other filters); ``walk`` walks the date index
+        testing each row: the way to a first page when matches are many.
         """
         source, clauses, params = " FROM operations", [], []
         if self.q:
             index.connect()
-            if index.has_fts and walk_by_date:
-                source = " FROM operations INDEXED BY by_created"
+            if index.has_fts and search in ("member", "walk"):
+                if search == "walk":
+                    source = " FROM operations INDEXED BY by_created"
                 clauses.append("seq IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
                 params.append(fts_query(self.q))
             elif index.has_fts:
@@ -131,14 +135,16 @@ def fts_query(text: str) -> str:
 def page(index, filters: Filters, limit: int, offset: int = 0, before_created=None,
          before_id=None) -> tuple[list[str], int, str | None]:
     """``(ids, total, next_cursor)`` for one page, newest first."""
-    source, where, params = filters.sql(index)
     matches = _prompt_matches(index, filters)
     if matches is not None and filters == Filters(q=filters.q):
         total = matches  # the search is the only filter: its own count
     else:
+        count_by = "member" if matches and matches > JOIN_MATCHES_UP_TO else "join"
+        source, where, params = filters.sql(index, count_by)
         total = index.execute(f"SELECT COUNT(*){source}{where}", params).fetchone()[0]
-    if matches is not None and matches > SORT_MATCHES_UP_TO:
-        source, where, params = filters.sql(index, walk_by_date=True)
+    # Few rows to show: sort them. Many: walk the dates, the first page comes quickly.
+    walk = matches is not None and total > SORT_MATCHES_UP_TO
+    source, where, params = filters.sql(index, "walk" if walk else "join")
     if before_id:
         where = also(where, "(created_at, id) < (?, ?)")
         params = params + [before_created, before_id]

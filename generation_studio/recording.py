@@ -18,6 +18,7 @@ from flask import current_app, g, jsonify, redirect, url_for
 
 from . import errors, inputs, media
 from .providers import Result, current_provider
+from .queries import iso
 from .store import current_store
 from .web import wants_html
 
@@ -110,8 +111,8 @@ def _base_record(op_type, started, ended, fields, result, error) -> dict:
     record = {
         "operationType": op_type,
         "status": "failed" if error is not None else "succeeded",
-        "createdAt": _iso(started),
-        "completedAt": _iso(ended),
+        "createdAt": iso(datetime.fromtimestamp(started, timezone.utc)),
+        "completedAt": iso(datetime.fromtimestamp(ended, timezone.utc)),
         "durationMs": round((ended - started) * 1000, 1),
         "prompt": prompt if isinstance(prompt, str) else None,
         "parameters": inputs.parameters(inputs.RequestData(fields), secrets),
@@ -150,11 +151,6 @@ def _redact(text: str, secrets) -> str:
         if secret:
             text = text.replace(secret, "[redacted]")
     return text
-
-
-def _iso(timestamp: float) -> str:
-    moment = datetime.fromtimestamp(timestamp, timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _success_body(op_type, result: Result, record, elapsed) -> dict:
