@@ -47,4 +47,4 @@ def admin_required(view):
 
 
 def init_app(app):
-    app.jinja_env.globals.update(csrf_token=csrf_token, is_admin=is_admin, has_picture=has_picture)
+    app.jinja_env.globals.update(csrf_token=csrf_token, has_picture=has_picture)

@@ -2,7 +2,6 @@
 against a real server process. Screenshots of each page go to
 tests/screenshots/ (not committed) for a reviewer to look at."""
 
-import io
 import os
 import shutil
 import socket
