@@ -3,15 +3,13 @@ records every operation (prompt, parameters, inputs, result, error) on disk."""
 
 import os
 import secrets
-import sqlite3
 
 from dotenv import find_dotenv, load_dotenv
 from flask import Flask
 
-from . import cli, errors, providers, retention, routes, web
+from . import cli, errors, providers, routes, web
 from .config import DEFAULTS
-from .index import OperationIndex
-from .store import OperationStore
+from .history import HistoryService, maintenance
 
 
 def create_app(test_config=None):
@@ -39,32 +37,14 @@ def create_app(test_config=None):
         app.config["SECRET_KEY"] = secrets.token_hex(32)
     os.makedirs(app.instance_path, exist_ok=True)
 
-    app.extensions["operation_store"] = _open_store(app)
+    # The history answers at once; the index check and recovery run behind it.
+    history = HistoryService(app.config["STORAGE_DIR"], app.config["INDEX_PATH"], app.logger)
+    app.extensions["history"] = history
+    history.start(wait=app.config["HISTORY_CHECK_WAITS"])
     providers.init_app(app)
     errors.init_app(app)
     routes.init_app(app)
     cli.init_app(app)
-    retention.init_app(app)
+    maintenance.init_app(app)
     web.init_app(app)
     return app
-
-
-def _open_store(app) -> OperationStore:
-    """The store and its index, caught up with the files; an unusable folder
-    is logged, not fatal."""
-    store = OperationStore(app.config["STORAGE_DIR"], OperationIndex(app.config["INDEX_PATH"]))
-    try:
-        removed = store.init()
-        changes = store.index.check(store)
-    except (OSError, sqlite3.Error) as e:
-        app.logger.error("Storage folder %s cannot be used (%s): operations will not be "
-                         "saved until it can", store.root, e)
-        return store
-    app.logger.info("Storage folders initialised: %s", store.root)
-    if removed:
-        app.logger.warning("Removed %d stale temporary file(s) left by an interrupted write",
-                           removed)
-    if changes and (changes["added"] or changes["removed"]):
-        app.logger.info("History index caught up: %d added, %d removed (%s)", changes["added"],
-                        changes["removed"], store.index.path)
-    return store

@@ -1,21 +1,41 @@
 """The ``flask history`` and ``flask storage`` command groups."""
 
 import json
-import os
 import sys
 
 import click
 from flask.cli import AppGroup
 from werkzeug.datastructures import MultiDict
 
-from . import archive, export, queries, retention
-from .atomic import temp_path
 from .catalog import OPERATION_TYPES
-from .errors import ApiError, human_size
-from .store import current_store
+from .errors import human_size
+from .history import IndexUnavailable, NotFound, current_history, export, filters, retention
+from .history.filters import FilterError
+from .storage import archive, layout
+from .storage.atomic import atomic_file
 
-history = AppGroup("history", help="Read, export and tidy the recorded operations.")
-storage = AppGroup("storage", help="Manage the operation storage folder.")
+
+class HistoryGroup(AppGroup):
+    """Commands that wait for the start-up check of the index, and turn the
+    history's domain errors into clear messages."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (NotFound, IndexUnavailable) as e:
+            raise click.ClickException(str(e)) from None
+        except FilterError as e:
+            raise click.UsageError(e.message) from None
+
+
+history = HistoryGroup("history", help="Read, export and tidy the recorded operations.")
+storage = HistoryGroup("storage", help="Manage the operation storage folder.")
+
+
+def _history():
+    service = current_history()
+    service.wait_ready()
+    return service
 
 
 
@@ -24,8 +44,8 @@ def filter_options(command):
     for option in reversed([
         click.option("--type", "types", multiple=True, type=click.Choice(list(OPERATION_TYPES)),
                      help="Only this operation type (repeatable)."),
-        click.option("--status", type=click.Choice(list(queries.STATUSES))),
-        click.option("--provider", type=click.Choice(list(queries.PROVIDERS))),
+        click.option("--status", type=click.Choice(list(filters.STATUSES))),
+        click.option("--provider", type=click.Choice(list(filters.PROVIDERS))),
         click.option("--q", help="Words the prompt contains."),
         click.option("--since", help="From this date (2026-11-01) or ISO time."),
         click.option("--until", help="Up to this date (included) or ISO time."),
@@ -34,13 +54,10 @@ def filter_options(command):
     return command
 
 
-def _filters(types, **values) -> queries.Filters:
+def _filters(types, **values) -> filters.Filters:
     args = MultiDict([("type", t) for t in types])
     args.update({k: v for k, v in values.items() if v})
-    try:
-        return queries.filters_from(args)
-    except ApiError as e:
-        raise click.UsageError(e.message)
+    return filters.parse(args)
 
 
 def _progress(label: str, iterable=None, length=None):
@@ -51,7 +68,7 @@ def _progress(label: str, iterable=None, length=None):
 def _age(text: str):
     try:
         return retention.parse_age(text)
-    except ApiError as e:
+    except FilterError as e:
         raise click.BadParameter(e.message)
 
 
@@ -61,22 +78,25 @@ def _age(text: str):
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
 def list_command(limit, types, as_json, **values):
     """List operations, newest first."""
-    store = current_store()
-    ids, total, _ = queries.page(store.index, _filters(types, **values), limit)
-    records = store.get_many(ids)
-    page = [records[i] for i in ids if i in records]
+    found = _history().page(_filters(types, **values), limit)
+    page, total = found.operations, found.total
     if as_json:
         click.echo(json.dumps(page, indent=2, ensure_ascii=False))
         return
     rows = [("ID", "CREATED (UTC)", "TYPE", "STATUS", "MS", "PROVIDER", "PROMPT")]
     for r in page:
         rows.append((r["operationId"], r["createdAt"][:19].replace("T", " "),
-                     r["operationType"] or "?", r["status"], f"{r['durationMs']:.0f}",
-                     r["provider"]["name"], _short(r.get("prompt") or r.get("error") or "")))
+                     r.get("operationType") or "?", r["status"], _ms(r.get("durationMs")),
+                     r["provider"].get("name") or "?",
+                     _short(str(r.get("prompt") or r.get("error") or ""))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
-    click.echo(f"{len(page)} of {total} operation(s)")
+    click.echo(f"{len(page)} of {'?' if total is None else total} operation(s)")
+
+
+def _ms(value) -> str:
+    return f"{value:.0f}" if isinstance(value, (int, float)) else "-"
 
 
 def _short(text: str, width: int = 50) -> str:
@@ -88,10 +108,7 @@ def _short(text: str, width: int = 50) -> str:
 @click.argument("op_id")
 def show_command(op_id):
     """Print one operation's record as JSON."""
-    record = current_store().get(op_id)
-    if record is None:
-        raise click.ClickException(f"No operation {op_id!r}")
-    click.echo(json.dumps(record, indent=2, ensure_ascii=False))
+    click.echo(json.dumps(_history().require(op_id), indent=2, ensure_ascii=False))
 
 
 @history.command("stats")
@@ -100,7 +117,7 @@ def show_command(op_id):
 @click.option("--json", "as_json", is_flag=True)
 def stats_command(days, types, as_json, **values):
     """Counts, success rate, durations and storage, by type."""
-    body = queries.stats(current_store().index, _filters(types, **values), days)
+    body = _history().stats(_filters(types, **values), days)
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return
@@ -123,33 +140,27 @@ def stats_command(days, types, as_json, **values):
 @filter_options
 def export_command(output, types, **values):
     """Write the operations as CSV (one row each, newest first)."""
-    store, filters = current_store(), _filters(types, **values)
-    _, total, _ = queries.page(store.index, filters, 1)
-    target = os.path.abspath(output)
-    tmp = temp_path(os.path.dirname(target), os.path.basename(target))
-    try:
-        with _progress("Exporting", length=total) as bar, \
-                open(tmp, "w", newline="", encoding="utf-8") as f:
-            for chunk in export.chunks(store.index, filters, progress=bar.update):
-                f.write(chunk)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    click.echo(f"Exported {total} operation(s) to {output}")
+    service, selected = _history(), _filters(types, **values)
+    total = service.count(selected)
+    with _progress("Exporting", length=total or 0) as bar, \
+            atomic_file(output, "w", newline="", encoding="utf-8") as f:
+        for chunk in export.chunks(service, selected, progress=bar.update):
+            f.write(chunk)
+    click.echo(f"Exported {bar.pos} operation(s) to {output}")
 
 
 @history.command("reindex")
 def reindex_command():
-    """Rebuild the index from the JSON records (the truth)."""
-    store = current_store()
-    total = len(store.record_names())
-    with _progress("Reindexing", length=total) as bar:
-        result = store.index.catch_up(store, rebuild=True, progress=bar.update)
-    for op_id in result["skipped"]:
-        click.echo(f"Skipped {op_id}: its record cannot be read", err=True)
-    click.echo(f"Indexed {result['added']} operation(s); skipped {len(result['skipped'])} "
-               f"unreadable record(s)")
+    """Rebuild the index from the JSON records (the truth), repairing a broken one."""
+    service = _history()
+    with _progress("Reindexing", length=len(service.locations())) as bar:
+        result = service.reindex(progress=bar.update)
+    for name, why in sorted(result["skipped"].items()):
+        click.echo(f"Skipped {name}: {why}", err=True)
+    skipped = result["skipped"]
+    listed = "; ".join(f"{n}: {why}" for n, why in sorted(skipped.items())[:5])
+    click.echo(f"Indexed {result['added']} operation(s); skipped: {len(skipped)}"
+               + (f" — {listed}" if skipped else ""))
 
 
 @history.command("cleanup")
@@ -157,17 +168,17 @@ def reindex_command():
 @click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
 def cleanup_command(age, dry_run):
     """Delete operations older than an age, whole (record, inputs, outputs, index row)."""
-    store, older_than = current_store(), _age(age)
+    service, older_than = _history(), _age(age)
     if dry_run:
-        summary = retention.cleanup(store, older_than, dry_run=True)
+        summary = service.cleanup(older_than, dry_run=True)
         for op_id in summary["ids"]:
             click.echo(op_id)
         click.echo(f"Would delete {summary['operations']} operation(s), about "
                    f"{human_size(summary['bytes'])} (dry run: nothing deleted)")
         return
-    count = len(retention.old_operations(store.index, older_than))
+    count = len(service.old_operations(older_than))
     with _progress("Deleting", length=count) as bar:
-        summary = retention.cleanup(store, older_than, progress=bar.update)
+        summary = service.cleanup(older_than, progress=bar.update)
     resumed = f"; finished an interrupted run ({summary['resumed']} file(s))" \
         if summary["resumed"] else ""
     click.echo(f"Deleted {summary['operations']} operation(s) older than {age}, freed "
@@ -178,10 +189,10 @@ def cleanup_command(age, dry_run):
 @click.option("--older-than", "age", required=True, help="Age such as 7d.")
 def compress_command(age):
     """Pack each old day into one zip archive; the history keeps serving it."""
-    store, older_than = current_store(), _age(age)
-    days = len({op_id[:8] for op_id in store.loose_files()})
-    with _progress("Compressing", length=days) as bar:
-        done = retention.compress(store, older_than, progress=bar.update)
+    service, older_than = _history(), _age(age)
+    days = {layout.day_of(i) for i in service.folder.scan().records}
+    with _progress("Compressing", length=len(days)) as bar:
+        done = service.compress(older_than, progress=bar.update)
     click.echo(f"Compressed {done['days']} day(s): {human_size(done['bytesBefore'])} into "
                f"{human_size(done['bytesAfter'])}, {human_size(done['bytesSaved'])} saved")
 
@@ -189,37 +200,32 @@ def compress_command(age):
 @history.command("decompress")
 def decompress_command():
     """Put every archived operation back as loose files."""
-    store = current_store()
-    days = archive.days(store.root)
-    files = 0
-    with _progress("Decompressing", days) as bar:
-        for day in bar:
-            files += archive.unpack(store.root, day)
-    click.echo(f"Decompressed {len(days)} day(s), {files} file(s)")
+    service = _history()
+    with _progress("Decompressing", length=len(archive.days(service.root))) as bar:
+        done = service.decompress(progress=bar.update)
+    click.echo(f"Decompressed {done['days']} day(s), {done['files']} file(s)")
 
 
 @history.command("delete")
 @click.argument("op_id")
 def delete_command(op_id):
     """Delete one operation with its files (and a workflow's steps)."""
-    store = current_store()
-    if store.get(op_id) is None:
-        raise click.ClickException(f"No operation {op_id!r}")
-    ids = store.with_steps(op_id)
-    freed = store.delete_many(ids)
+    ids, freed = _history().delete(op_id)
     click.echo(f"Deleted {', '.join(ids)}; freed {human_size(freed)}")
 
 
 @storage.command("init")
 def init_command():
-    """Create the storage folder and remove stale temporary files."""
-    store = current_store()
+    """Create the storage folder and remove what dead writers left."""
+    service = _history()
     try:
-        removed = store.init()
+        service.root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise click.ClickException(f"Cannot use {store.root}: {e}")
-    click.echo(f"Storage folders initialised: {store.root}")
-    click.echo(f"Removed {removed} stale temporary file(s)")
+        raise click.ClickException(f"Cannot use {service.root}: {e}")
+    done = service.recover()
+    click.echo(f"Storage folders initialised: {service.root}")
+    click.echo(f"Removed {done.get('tempFiles', 0)} temporary file(s) of dead writers and "
+               f"{done.get('orphanFiles', 0)} file(s) without a record")
 
 
 def init_app(app):

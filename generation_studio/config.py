@@ -15,6 +15,11 @@ DEFAULTS = {
     # The history's SQLite index. None means "<STORAGE_DIR>/.index/history.sqlite3",
     # so that each storage folder has its own.
     "INDEX_PATH": None,
+    # Wait for the index check at start-up instead of running it in the
+    # background (the server answers meanwhile; the tests and the CLI wait).
+    "HISTORY_CHECK_WAITS": False,
+    # How often the server removes what dead writers left (see history.recovery).
+    "RECOVERY_INTERVAL_SECONDS": 300,
     # Delete operations older than this many days, checked at most once an
     # hour by the server itself. None: keep everything.
     "RETENTION_DAYS": None,
@@ -46,14 +51,29 @@ DEFAULTS = {
     "FAL_KEY": None,
     "FAL_QUEUE_BASE": "https://queue.fal.run",
     "FAL_MODELS": {},
+    # fal's REST API, for uploading large input images to its storage.
+    "FAL_REST_BASE": "https://rest.fal.ai",
+    # Where a fal endpoint's OpenAPI schema is published ({model}: its id).
+    "FAL_SCHEMA_URL": "https://fal.ai/api/openapi/queue/openapi.json?endpoint_id={model}",
+    # Input images up to this size go inline as data URLs; larger ones are
+    # uploaded first (Replicate's Files API, fal's storage).
+    "PROVIDER_INLINE_INPUT_BYTES": 256 * 1024,
+    # Folder of the input schemas fetched for models chosen in REPLICATE_MODELS
+    # or FAL_MODELS. None means "<instance folder>/provider_schemas".
+    "PROVIDER_SCHEMA_DIR": None,
     # Deadlines: past them the job is canceled and the request fails with 504.
     "PROVIDER_IMAGE_DEADLINE": 300,
     "PROVIDER_VIDEO_DEADLINE": 1800,
     # Polling: first interval, growing by half each time up to the maximum.
     "PROVIDER_POLL_INTERVAL": 1.0,
     "PROVIDER_POLL_MAX_INTERVAL": 10.0,
-    # Backoff before retrying a GET after a 5xx or connection error (doubles).
+    # Backoff before retrying a GET after a 5xx, a 429, a timeout or a
+    # connection error: doubles from PROVIDER_RETRY_BACKOFF up to
+    # PROVIDER_RETRY_MAX_BACKOFF (with jitter), until the job's deadline.
     "PROVIDER_RETRY_BACKOFF": 1.0,
+    "PROVIDER_RETRY_MAX_BACKOFF": 30.0,
+    # Seconds spent trying to cancel a job the studio gives up on.
+    "PROVIDER_CANCEL_TIMEOUT": 30,
     # Longest wait honoured for a 429's Retry-After before retrying.
     "PROVIDER_MAX_RETRY_WAIT": 60,
     # Seconds to connect and to wait for an answer from a provider.

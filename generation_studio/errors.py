@@ -8,6 +8,8 @@ routing errors (404, 405) and Werkzeug's (413) answer in the same shape.
 from flask import current_app, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from .history import IndexUnavailable, NotFound
+from .history.filters import FilterError
 from .web import wants_html
 
 _HTTP_MESSAGES = {
@@ -68,10 +70,17 @@ def error_body(message: str, status: int, field: str | None = None):
     return jsonify(body), status
 
 
+# Domain errors (plain exceptions of the history) and their HTTP statuses.
+_DOMAIN_STATUSES = ((FilterError, 400), (NotFound, 404), (IndexUnavailable, 503))
+
+
 def describe(e: Exception) -> tuple[str, int]:
     """The message and status a client gets for ``e``."""
     if isinstance(e, ApiError):
         return e.message, e.status
+    for kind, status in _DOMAIN_STATUSES:
+        if isinstance(e, kind):
+            return str(e), status
     if isinstance(e, HTTPException):
         return _HTTP_MESSAGES.get(e.code, lambda e: e.description)(e), e.code or 500
     return f"Internal error ({type(e).__name__}); see the server log", 500
@@ -91,6 +100,13 @@ def _http_error(e: HTTPException):
     return response, status
 
 
+def _domain_error(e: Exception):
+    response, status = error_body(*describe(e), getattr(e, "field", None))
+    if isinstance(e, IndexUnavailable) and hasattr(response, "headers"):
+        response.headers["Retry-After"] = "30"
+    return response, status
+
+
 def _unexpected_error(e: Exception):
     current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
     return error_body(*describe(e))
@@ -99,4 +115,6 @@ def _unexpected_error(e: Exception):
 def init_app(app):
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
+    for kind, _ in _DOMAIN_STATUSES:
+        app.register_error_handler(kind, _domain_error)
     app.register_error_handler(Exception, _unexpected_error)

@@ -18,8 +18,8 @@ from flask import current_app, g, jsonify, redirect, url_for
 
 from . import errors, inputs, media
 from .providers import Result, current_provider
-from .queries import iso
-from .store import current_store
+from .history import current_history
+from .history.filters import iso
 from .web import wants_html
 
 SECRET_SETTINGS = ("REPLICATE_API_TOKEN", "FAL_KEY", "ADMIN_TOKEN", "SECRET_KEY")
@@ -67,7 +67,7 @@ def _record(op_type, started, result: Result | None = None, error=None, steps=()
     """Save the operation and its steps; on failure log it and return None."""
     if not current_app.config["RECORDING_ENABLED"]:
         return None
-    store = current_store()
+    store = current_history()
     op_id = store.new_id(datetime.fromtimestamp(started, timezone.utc))
     g.operation_id = op_id
     try:
@@ -76,28 +76,39 @@ def _record(op_type, started, result: Result | None = None, error=None, steps=()
         data = inputs.RequestData()
     record = _base_record(op_type, started, time.time(), data.fields, result, error)
     record["operationId"] = op_id
+    step_ids = [store.new_id(datetime.fromtimestamp(s.started, timezone.utc)) for s in steps]
+    if steps:
+        record["steps"] = step_ids
     try:
-        step_ids = [_save_step(store, step, op_id) for step in steps]
-        if steps:
-            record["steps"] = step_ids
+        # The workflow first, then its steps: a step never points at a missing workflow.
         record = store.save(record, [(u.data, u.filename) for u in data.uploads],
                             result.files if result else [])
+    except OSError as e:  # storage full, read-only, refused: one clear line
+        current_app.logger.error("Could not save operation %s (%s): %s; the response is sent "
+                                 "all the same, with the result inline", op_id, op_type, e)
+        g.operation_id = None
+        return None
     except Exception:
         current_app.logger.exception("Could not save operation %s (%s); the response "
                                      "is sent all the same", op_id, op_type)
         g.operation_id = None
         return None
+    for step, step_id in zip(steps, step_ids):
+        _save_step(store, step, op_id, step_id)
     current_app.logger.info("Operation saved: %s (%s, %s, %d ms)", op_id, op_type,
                             record["status"], record["durationMs"])
     return record
 
 
-def _save_step(store, step, parent_id) -> str:
+def _save_step(store, step, parent_id, step_id) -> None:
     record = _base_record(step.operation, step.started, step.ended,
                           {"prompt": step.prompt, **step.params}, step.result, step.error)
-    record["parentId"] = parent_id
-    return store.save(record, step.inputs,
-                      step.result.files if step.result else [])["operationId"]
+    record.update(operationId=step_id, parentId=parent_id)
+    try:
+        store.save(record, step.inputs, step.result.files if step.result else [])
+    except Exception as e:
+        current_app.logger.error("Could not save step %s of workflow %s: %s", step_id,
+                                 parent_id, e)
 
 
 def _secrets() -> list:
@@ -128,6 +139,10 @@ def _base_record(op_type, started, ended, fields, result, error) -> dict:
         record["resultUrls"] = list(result.urls)
         record["workflowAnalysis"] = result.analysis
         record["provider"].update(model=result.model, **result.details)
+    record["provider"].update(getattr(error, "details", None) or {})
+    warnings = list(getattr(result, "warnings", None) or getattr(error, "warnings", None) or [])
+    if warnings:
+        record["warnings"] = warnings
     if error is not None:
         message, status = errors.describe(error)
         detail = str(error) if status >= 500 and str(error) else message
@@ -175,6 +190,8 @@ def _success_body(op_type, result: Result, record, elapsed) -> dict:
     body.update(resultUrl=urls[0] if urls else None, resultUrls=urls)
     if result.analysis is not None:
         body["workflowAnalysis"] = result.analysis
+    if getattr(result, "warnings", None):
+        body["warnings"] = list(result.warnings)
     if record and record.get("steps"):
         body["steps"] = record["steps"]
     return body

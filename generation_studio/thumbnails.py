@@ -5,15 +5,15 @@ import io
 
 from PIL import Image
 
-from .atomic import write_atomic
 from .media import open_image
-from .store import THUMBS
+from .storage.atomic import write_atomic
+from .storage.layout import THUMBS
 
 SIZE = 320
 
 
-def path_for(store, op_id: str):
-    return store.root / THUMBS / f"{op_id}.webp"
+def path_for(history, op_id: str):
+    return history.root / THUMBS / f"{op_id}.webp"
 
 
 def has_picture(record: dict) -> bool:
@@ -22,13 +22,13 @@ def has_picture(record: dict) -> bool:
                for e in (record.get("outputs") or []) + (record.get("inputImages") or []))
 
 
-def thumbnail(store, record: dict):
+def thumbnail(history, record: dict):
     """The thumbnail's path, made if needed; None when there is no picture."""
-    path = path_for(store, record["operationId"])
-    if path.exists():
+    path = path_for(history, record["operationId"])
+    if path.is_file() and not path.is_symlink():
         return path
     for entry in (record.get("outputs") or []) + (record.get("inputImages") or []):
-        found = store.open_file(record["operationId"], entry["file"])
+        found = history.open_file(record["operationId"], entry["file"])
         if found is None or not entry["contentType"].startswith("image/"):
             continue
         try:

@@ -59,5 +59,6 @@ def test_storage_init(runner, storage_dir):
     result = runner.invoke(args=["storage", "init"])
     assert result.exit_code == 0
     assert f"Storage folders initialised: {storage_dir}" in result.output
-    assert "Removed 1 stale temporary file(s)" in result.output
+    assert "Removed 1 temporary file(s) of dead writers and 0 file(s) without a record" \
+        in result.output
     assert not stale.exists()

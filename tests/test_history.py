@@ -70,4 +70,7 @@ def test_file_path_tricks_are_404(client, three_operations, name):
 def test_health(client, storage_dir):
     body = client.get("/api/health").get_json()
     assert body == {"success": True, "status": "ok", "provider": "local",
-                    "storageDir": str(storage_dir), "storageWritable": True}
+                    "storageDir": str(storage_dir), "storageWritable": True,
+                    "history": {"index": "ok", "indexProblem": None, "indexProgress": None,
+                                "indexPath": str(storage_dir / ".index" / "history.sqlite3"),
+                                "skipped": 0, "skippedFiles": []}}

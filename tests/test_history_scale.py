@@ -11,14 +11,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from generation_studio import create_app
-from generation_studio.queries import iso
+from generation_studio.history.filters import iso
 
 from .conftest import png_bytes, stored_names
 
 
 @pytest.fixture
 def store(app):
-    return app.extensions["operation_store"]
+    return app.extensions["history"]
 
 
 def seed(store, days_ago=0.0, inputs=(), **fields):
@@ -100,7 +100,7 @@ def test_cursor_pages_stay_put_while_operations_arrive(client, store):
     ("limit=100000", "limit must be a whole number from 1 to 500"),
     ("offset=-1", "offset must be a whole number from 0"),
     ("type=cat_video", "type must be one of text_to_image"),
-    ("status=pending", "status must be one of succeeded, failed"),
+    ("status=pending", "status must be one of queued, running, succeeded, failed, canceled"),
     ("provider=openai", "provider must be one of local, replicate, fal"),
     ("before=20990101_aaaaaaaaaaaa", "before='20990101_aaaaaaaaaaaa' is not an operation"),
     ("parentId=../x", "parentId must be an operation id"),
@@ -180,7 +180,7 @@ def test_cleanup_dry_run_then_real(store, runner, storage_dir, client):
     assert not any(_files_of(storage_dir, op_id) for op_id in old)
     assert _files_of(storage_dir, recent)
     assert ids_of(client.get("/api/history")) == [recent]
-    assert store.index.ids() == {recent}
+    assert set(store.index.ids()) == {recent}
 
 
 def test_cleanup_finishes_what_a_crash_interrupted(store, runner, storage_dir):
@@ -192,7 +192,7 @@ def test_cleanup_finishes_what_a_crash_interrupted(store, runner, storage_dir):
         os.utime(storage_dir / name, (stale, stale))
     result = runner.invoke(args=["history", "cleanup", "--older-than", "30d"])
     assert "finished an interrupted run (2 file(s))" in result.output
-    assert _files_of(storage_dir, victim) == [] and victim not in store.index.ids()
+    assert _files_of(storage_dir, victim) == [] and victim not in set(store.index.ids())
 
 
 def test_compress_serve_then_decompress_byte_identical(store, runner, storage_dir, client):
@@ -237,9 +237,9 @@ def test_reindex_rebuilds_from_the_files_and_skips_a_corrupt_one(store, runner, 
     store.index.clear()
     result = runner.invoke(args=["history", "reindex"])
     assert result.exit_code == 0
-    assert "Indexed 3 operation(s); skipped 1 unreadable record(s)" in result.output
-    assert f"{ids[0]}.json: not a readable record" in caplog.text
-    assert store.index.ids() == set(ids[1:])
+    assert f"Indexed 3 operation(s); skipped: 1 — {ids[0]}.json: invalid JSON" in result.output
+    assert f"Skipped {ids[0]}.json: invalid JSON" in result.output
+    assert set(store.index.ids()) == set(ids[1:])
 
 
 def test_start_up_catches_up_with_records_written_behind_its_back(app, store, storage_dir):
@@ -247,8 +247,9 @@ def test_start_up_catches_up_with_records_written_behind_its_back(app, store, st
     index_path = app.config["INDEX_PATH"]
     store.index.remove([seen])  # as if written by a process that crashed before indexing
     os.unlink(storage_dir / f"{seed(store, 0)}.json")  # and one whose record is gone
-    fresh = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir)})
-    assert fresh.extensions["operation_store"].index.ids() == {seen}
+    fresh = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir),
+                        "HISTORY_CHECK_WAITS": True})
+    assert set(fresh.extensions["history"].index.ids()) == {seen}
     assert fresh.config["INDEX_PATH"] == index_path
 
 
@@ -256,15 +257,15 @@ def test_start_up_rebuilds_a_missing_index(app, store, storage_dir):
     ids = {seed(store, 0) for _ in range(3)}
     store.index.close()
     os.unlink(app.config["INDEX_PATH"])
-    fresh = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir)})
-    assert fresh.extensions["operation_store"].index.ids() == ids
+    fresh = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir),
+                        "HISTORY_CHECK_WAITS": True})
+    assert set(fresh.extensions["history"].index.ids()) == ids
 
 
 WRITER = """
 import sys
-from generation_studio.index import OperationIndex
-from generation_studio.store import OperationStore
-store = OperationStore(sys.argv[1], OperationIndex(sys.argv[2]))
+from generation_studio.history import HistoryService
+store = HistoryService(sys.argv[1], sys.argv[2])
 for n in range(40):
     store.save({"operationType": "text_to_image", "status": "succeeded",
                 "createdAt": "2026-11-24T00:00:00.000Z", "prompt": f"{sys.argv[3]} {n}"})
@@ -277,8 +278,8 @@ def test_two_processes_writing_at_once_lose_no_row(app, store, storage_dir):
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(storage_dir),
                                app.config["INDEX_PATH"], name]) for name in ("left", "right")]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
-    on_disk = set(store.record_names())
-    assert len(on_disk) == 80 and store.index.ids() == on_disk
+    on_disk = set(store.locations())
+    assert len(on_disk) == 80 and set(store.index.ids()) == on_disk
     check = sqlite3.connect(app.config["INDEX_PATH"]).execute("PRAGMA integrity_check").fetchone()
     assert check == ("ok",)
 
@@ -302,12 +303,13 @@ def test_deleting_a_workflow_deletes_its_steps(client, runner, store):
     steps = [seed(store, 0, parentId=parent) for _ in range(2)]
     result = runner.invoke(args=["history", "delete", parent])
     assert result.exit_code == 0 and parent in result.output
-    assert store.index.ids() == set() and all(store.get(i) is None for i in steps)
+    assert set(store.index.ids()) == set() and all(store.get(i) is None for i in steps)
 
 
 def test_the_server_cleans_up_by_itself_at_most_once_an_hour(storage_dir):
-    app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir), "RETENTION_DAYS": 30})
-    store = app.extensions["operation_store"]
+    app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir), "RETENTION_DAYS": 30,
+                      "HISTORY_CHECK_WAITS": True})
+    store = app.extensions["history"]
     old, recent = seed(store, 45), seed(store, 2)
     client = app.test_client()
     client.get("/api/health")

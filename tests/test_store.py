@@ -1,4 +1,5 @@
-"""The operation store: file names, atomic writes, ids, listing."""
+"""Saving and reading operations through the history service: file names,
+atomic writes, ids, what is served."""
 
 import json
 import os
@@ -7,17 +8,25 @@ import time
 
 import pytest
 
-from generation_studio import store as store_module
-from generation_studio.store import OperationExists, OperationStore
+from generation_studio.history import HistoryService, records
+from generation_studio.history import recovery
+from generation_studio.storage import layout
+from generation_studio.storage.folder import OperationExists
 
-from .conftest import png_bytes
+from .conftest import png_bytes, stored_names
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = OperationStore(tmp_path / "ops")
-    s.init()
+    s = HistoryService(tmp_path / "ops", tmp_path / "ops" / ".index" / "history.sqlite3")
+    s.start(wait=True)
     return s
+
+
+def every_file(root):
+    """Every file under the storage folder but the index and lock files."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and p.parent.name not in (".index", ".locks"))
 
 
 def test_save_writes_record_inputs_and_output_named_by_content(store):
@@ -25,7 +34,7 @@ def test_save_writes_record_inputs_and_output_named_by_content(store):
                         inputs=[(png_bytes(), "cat.jpg"), (png_bytes(fmt="JPEG"), None)],
                         outputs=[png_bytes(fmt="WEBP")])
     op_id = record["operationId"]
-    names = sorted(p.name for p in store.root.iterdir())
+    names = stored_names(store.root)
     assert names == sorted([f"{op_id}.json", f"{op_id}_in_0.png", f"{op_id}_in_1.jpg",
                             f"{op_id}_out.webp"])
     on_disk = json.loads((store.root / f"{op_id}.json").read_text())
@@ -37,7 +46,7 @@ def test_save_writes_record_inputs_and_output_named_by_content(store):
     assert first["bytes"] == len(png_bytes())
     assert len(first["sha256"]) == 64
     assert on_disk["resultFile"] == f"{op_id}_out.webp"
-    assert on_disk["schemaVersion"] == store_module.SCHEMA_VERSION
+    assert on_disk["schemaVersion"] == records.SCHEMA_VERSION
 
 
 def test_several_outputs_are_numbered(store):
@@ -48,7 +57,7 @@ def test_several_outputs_are_numbered(store):
 
 def test_files_are_readable_by_others(store):
     record = store.save({}, outputs=[png_bytes()])
-    for path in store.root.iterdir():
+    for path in (store.root / n for n in stored_names(store.root)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert record["resultFile"]
 
@@ -64,7 +73,7 @@ def test_a_failed_write_leaves_no_json_and_no_files(store, monkeypatch):
     monkeypatch.setattr(os, "replace", fail_on_json)
     with pytest.raises(OSError, match="disk full"):
         store.save({}, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])
-    assert list(store.root.iterdir()) == []
+    assert every_file(store.root) == []
 
 
 def test_a_write_that_dies_midway_leaves_no_half_file(store, monkeypatch):
@@ -74,29 +83,31 @@ def test_a_write_that_dies_midway_leaves_no_half_file(store, monkeypatch):
     monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError):
         store.save({}, outputs=[png_bytes()])
-    assert list(store.root.iterdir()) == []
+    assert every_file(store.root) == []
 
 
 def test_ids_never_collide_with_an_existing_operation(store, monkeypatch):
-    tokens = iter(["aaaaaaaaaaaa", "aaaaaaaaaaaa", "bbbbbbbbbbbb"])
-    monkeypatch.setattr(store_module, "random_token", lambda: next(tokens))
+    ids = iter(["20261124_aaaaaaaaaaaa", "20261124_aaaaaaaaaaaa", "20261124_bbbbbbbbbbbb"])
+    monkeypatch.setattr(layout, "new_id", lambda when=None: next(ids))
     first = store.save({})["operationId"]
     second = store.save({})["operationId"]
-    assert first.endswith("_aaaaaaaaaaaa") and second.endswith("_bbbbbbbbbbbb")
+    assert (first, second) == ("20261124_aaaaaaaaaaaa", "20261124_bbbbbbbbbbbb")
     with pytest.raises(OperationExists):
         store.save({"operationId": first})
     assert json.loads((store.root / f"{first}.json").read_text())["operationId"] == first
 
 
-def test_init_removes_stale_temp_files_only(store):
-    stale = store.root / ".x_out.jpg.abc.tmp"
-    fresh = store.root / ".y_out.jpg.def.tmp"
-    stale.write_bytes(b"half")
-    fresh.write_bytes(b"being written")
-    old = time.time() - store_module.STALE_SECONDS - 5
-    os.utime(stale, (old, old))
-    assert store.init() == 1
-    assert not stale.exists() and fresh.exists()
+def test_temp_files_of_dead_writers_go_at_once_others_after_the_grace(store):
+    dead = store.root / ".x_out.jpg.pid999999999-abc.tmp"  # no such process
+    mine = store.root / f".y_out.jpg.pid{os.getpid()}-def.tmp"  # a write in progress
+    mine_old = store.root / f".z_out.jpg.pid{os.getpid()}-ghi.tmp"
+    unknown = store.root / ".w_out.jpg.jkl.tmp"
+    for path in (dead, mine, mine_old, unknown):
+        path.write_bytes(b"half")
+    old = time.time() - recovery.TEMP_GRACE_SECONDS - 5
+    os.utime(mine_old, (old, old))
+    assert recovery.remove_temp_files(store) == 2
+    assert [p.exists() for p in (dead, mine, mine_old, unknown)] == [False, True, False, True]
 
 
 def test_open_file_only_serves_the_operations_own_files(store):

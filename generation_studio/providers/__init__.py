@@ -94,7 +94,7 @@ def init_app(app):
         raise ValueError(f"GENERATION_PROVIDER={name!r} is unknown; "
                          f"choose one of {', '.join(sorted(providers))}")
     app.extensions["generation_provider"] = providers[name](
-        app.config, app.extensions["operation_store"])
+        app.config, app.extensions["history"])
 
 
 def current_provider() -> Provider:

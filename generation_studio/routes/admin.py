@@ -8,9 +8,10 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, current_app, flash, redirect, render_template, request, session,
                    url_for)
 
-from .. import archive, retention
-from ..errors import ApiError, human_size
-from ..store import current_store
+from ..errors import human_size
+from ..history import current_history, retention
+from ..history.filters import FilterError
+from ..storage import archive
 from ..web import admin_required, check_csrf
 
 bp = Blueprint("admin", __name__)
@@ -32,8 +33,8 @@ WORKFLOW_ROUTE = "/api/workflow/execute"
 def rerun(op_id):
     """Send the same prompt, parameters and input images to the same route again."""
     check_csrf()
-    store = current_store()
-    record = store.get(op_id)
+    history = current_history()
+    record = history.get(op_id)
     if record is None:
         return redirect(url_for("pages.gallery"))
     fields = {k: str(v) for k, v in (record.get("parameters") or {}).items()}
@@ -41,7 +42,7 @@ def rerun(op_id):
         fields["prompt"] = record["prompt"]
     files = []
     for entry in record.get("inputImages") or []:
-        data, _ = store.open_file(op_id, entry["file"])
+        data, _ = history.open_file(op_id, entry["file"])
         data = data if isinstance(data, bytes) else data.read_bytes()
         files.append((io.BytesIO(data), entry.get("originalName") or entry["file"]))
     route = ROUTES.get(record.get("operationType"), WORKFLOW_ROUTE)
@@ -59,14 +60,13 @@ def rerun(op_id):
 @bp.route("/history/<op_id>/delete", methods=["GET", "POST"])
 @admin_required
 def delete(op_id):
-    store = current_store()
-    record = store.get(op_id)
+    history = current_history()
+    record = history.get(op_id)
     if record is None:
         return redirect(url_for("pages.gallery"))
-    ids = store.with_steps(op_id)
     if request.method == "GET":
-        return render_template("confirm_delete.html", op=record, ids=ids)
-    freed = store.delete_many(ids)
+        return render_template("confirm_delete.html", op=record, ids=history.with_steps(op_id))
+    ids, freed = history.delete(op_id)
     flash(f"Deleted {len(ids)} operation(s), {human_size(freed)} freed.")
     return redirect(url_for("pages.gallery"), 303)
 
@@ -74,31 +74,31 @@ def delete(op_id):
 @bp.route("/admin", methods=["GET", "POST"])
 @admin_required
 def admin():
-    store, preview, message = current_store(), None, None
+    history, preview, message = current_history(), None, None
     if request.method == "POST":
         action = request.form.get("action")
         try:
             age_text = request.form.get("older_than", "")
             age = retention.parse_age(age_text)
-        except ApiError as e:
+        except FilterError as e:
             flash(e.message)
             return redirect(url_for("admin.admin"))
         if action == "preview":
-            preview = retention.cleanup(store, age, dry_run=True)
+            preview = history.cleanup(age, dry_run=True)
             preview["age"] = age_text
         elif action == "cleanup":
-            done = retention.cleanup(store, age)
+            done = history.cleanup(age)
             message = (f"Deleted {done['operations']} operation(s) older than {age_text}, "
                        f"{human_size(done['bytes'])} freed.")
         elif action == "compress":
-            done = retention.compress(store, age)
+            done = history.compress(age)
             message = (f"Compressed {done['days']} day(s) older than {age_text}: "
                        f"{human_size(done['bytesSaved'])} saved.")
         if message:
             flash(message)
             return redirect(url_for("admin.admin"), 303)
-    return render_template("admin.html", preview=preview, days=archive.days(store.root),
-                           human_size=human_size)
+    return render_template("admin.html", preview=preview, days=archive.days(history.root),
+                           health=history.health(), human_size=human_size)
 
 
 @bp.route("/login", methods=["GET", "POST"])

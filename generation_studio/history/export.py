@@ -1,4 +1,4 @@
-"""CSV export of the history, streamed from the index.
+"""CSV export of the history, streamed.
 
 One row per operation, with these columns (the README lists them too)::
 
@@ -12,6 +12,7 @@ return gets a leading ``'`` so that a spreadsheet shows it instead of running it
 
 import csv
 import io
+import itertools
 
 from .index import COLUMNS
 
@@ -30,18 +31,16 @@ def guard(value):
     return value
 
 
-def chunks(index, filters, progress=None):
+def chunks(history, filters, progress=None):
     """The CSV text, header first, in chunks of rows (newest first)."""
-    source, where, params = filters.sql(index)
-    cursor = index.execute(f"SELECT {', '.join(COLUMNS)}{source}{where} "
-                           f"ORDER BY created_at DESC, id DESC", params)
+    rows = iter(history.export_rows(filters))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(HEADERS)
-    while rows := cursor.fetchmany(ROWS_PER_CHUNK):
-        writer.writerows([guard(v) for v in row] for row in rows)
+    while batch := list(itertools.islice(rows, ROWS_PER_CHUNK)):
+        writer.writerows([guard(v) for v in row] for row in batch)
         if progress:
-            progress(len(rows))
+            progress(len(batch))
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

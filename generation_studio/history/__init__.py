@@ -1,0 +1,12 @@
+"""The history: one service (``HistoryService``) over the records on disk
+and their index, used alike by the API, the pages, the CLI and the admin."""
+
+from .service import HistoryService, IndexUnavailable, NotFound, Page
+
+__all__ = ["HistoryService", "IndexUnavailable", "NotFound", "Page", "current_history"]
+
+
+def current_history() -> HistoryService:
+    """The app's history service."""
+    from flask import current_app
+    return current_app.extensions["history"]

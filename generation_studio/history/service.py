@@ -1,0 +1,306 @@
+"""HistoryService: the one piece of code that reads, lists, searches, counts,
+deletes, compresses, restores and exports operations.
+
+The API, the pages, the CLI and the admin page all call it, so they cannot
+disagree. The records on disk (``storage``) are the truth; the SQLite index
+(``index``) is a cache of them. When the index cannot be used — missing,
+unreadable, corrupt, of another version, not writable — the service says so
+once in the log, answers from the folder (degraded: pages in day order, no
+statistics) and rebuilds the index in the background, in its place or, when
+that place cannot be written, in the system's temp folder.
+"""
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from .. import events
+from ..storage import archive, layout
+from ..storage.folder import OperationFolder
+from . import records, recovery, retention
+from .filters import FilterError, Filters
+from .index import OperationIndex
+from .locks import DayLocks
+from .rebuild import IndexKeeper
+
+# At most this many records are read to answer one page from the folder.
+SCAN_LIMIT = 2000
+
+
+class NotFound(LookupError):
+    """No such operation (or no such file of it)."""
+
+
+class IndexUnavailable(RuntimeError):
+    """What was asked needs the index, which is being rebuilt."""
+
+
+@dataclass
+class Page:
+    operations: list
+    total: int | None
+    next_cursor: str | None
+    degraded: bool = False
+
+
+class HistoryService:
+    def __init__(self, root, index_path, logger=None):
+        self.folder = OperationFolder(root)
+        self.root = self.folder.root
+        self.locks = DayLocks(self.root)
+        self.log = logger or logging.getLogger(__name__)
+        self.keeper = IndexKeeper(self, OperationIndex(index_path))
+
+    def start(self, wait: bool = False) -> None:
+        """Create the folder, then check the index and recover what dead
+        writers left: in the background (the server answers meanwhile)
+        unless ``wait``."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.log.info("Storage folders initialised: %s", self.root)
+        except OSError as e:
+            self.log.error("Storage folder %s cannot be used (%s): operations will not be "
+                           "saved until it can", self.root, e)
+        self.keeper.start(wait=wait, then=self.recover)
+
+    def wait_ready(self) -> None:
+        self.keeper.ready.wait()
+
+    def recover(self) -> dict:
+        """Remove what dead writers left, reattach lost workflows (``recovery``)."""
+        try:
+            return recovery.recover(self)
+        except OSError as e:
+            self.log.error("Recovery of %s failed (%s); it will run again later", self.root, e)
+            return {}
+
+    @property
+    def index(self) -> OperationIndex:
+        return self.keeper.index
+
+    # Writing ----------------------------------------------------------------------
+    def new_id(self, when=None) -> str:
+        while True:
+            op_id = layout.new_id(when)
+            if self.folder.regular_file(layout.record_name(op_id)) is None:
+                return op_id
+
+    def save(self, record: dict, inputs=(), outputs=()) -> dict:
+        """Write a new operation (files, then record, then its index row) and
+        return its record. ``inputs`` are ``(bytes, name)`` pairs, ``outputs``
+        bytes or paths of temp files of this folder."""
+        op_id = record.get("operationId") or self.new_id()
+        record = {"operationId": op_id, **record, "schemaVersion": records.SCHEMA_VERSION}
+        with self.locks.shared([layout.day_of(op_id)]):
+            record = self.folder.write(op_id, record, inputs, outputs)
+            self.keeper.add([record])
+        events.operation_saved.send(self, record=record)
+        return record
+
+    def temp_file(self, suffix: str = ""):
+        return self.folder.temp_file(suffix)
+
+    def writable(self) -> bool:
+        return self.folder.writable()
+
+    # Reading ----------------------------------------------------------------------
+    def get(self, op_id: str) -> dict | None:
+        """The record of ``op_id``, loose or archived, or None."""
+        return self.get_many([op_id]).get(op_id)
+
+    def get_many(self, op_ids) -> dict[str, dict]:
+        """The records of ``op_ids`` that exist and can be read."""
+        found, archived = {}, []
+        for op_id in op_ids:
+            if not layout.is_id(op_id):
+                continue
+            try:
+                data = self.folder.read(layout.record_name(op_id))
+            except OSError as e:
+                self.log.warning("Skipped %s.json: %s", op_id, e.strerror or e)
+                continue
+            if data is None:
+                archived.append(layout.record_name(op_id))
+            else:
+                self._decode_into(found, op_id, data)
+        for name, data in archive.read(self.root, archived).items():
+            self._decode_into(found, layout.record_id(name), data)
+        return found
+
+    def _decode_into(self, found: dict, op_id: str, data: bytes) -> None:
+        try:
+            found[op_id] = records.decode(op_id, data)
+        except records.InvalidRecord as e:
+            self.log.warning("Skipped %s.json: %s", op_id, e)
+
+    def require(self, op_id: str) -> dict:
+        record = self.get(op_id)
+        if record is None:
+            raise NotFound(f"No operation {op_id!r}")
+        return record
+
+    def open_file(self, op_id: str, name: str):
+        """``(path or bytes, entry)`` of ``name`` if it is one of ``op_id``'s
+        files (listed in its record and named as its own); None otherwise."""
+        record = self.get(op_id)
+        if record is None or not layout.belongs_to(name, op_id):
+            return None
+        for entry in record["inputImages"] + record["outputs"]:
+            if entry["file"] == name:
+                path = self.folder.regular_file(name)
+                if path is not None:
+                    return path, entry
+                data = archive.read(self.root, [name]).get(name)
+                return (data, entry) if data is not None else None
+        return None
+
+    def with_steps(self, op_id: str) -> list[str]:
+        """``op_id`` and the ids of its workflow steps, steps first."""
+        record = self.get(op_id) or {}
+        steps = [s for s in record.get("steps") or [] if layout.is_id(s)]
+        steps += [s for s in self.keeper.query(lambda ix: ix.steps_of(op_id), lambda: [])
+                  if s not in steps]
+        return steps + [op_id]
+
+    def page(self, filters: Filters, limit: int, offset: int = 0,
+             before: str | None = None) -> Page:
+        """One page of records, newest first; ``before`` the last id already seen."""
+        def from_index(ix):
+            if before and ix.created_at(before) is None:
+                raise FilterError(f"before={before!r} is not an operation in the history (it "
+                                  "may have been deleted): start again from the first page",
+                                  "before")
+            ids, total, cursor = ix.page(filters, limit, offset, before)
+            found = self.get_many(ids)
+            return Page([found[i] for i in ids if i in found], total, cursor)
+
+        return self.keeper.query(from_index, lambda: self._scan_page(filters, limit, offset,
+                                                                      before))
+
+    def _scan_page(self, filters: Filters, limit: int, offset: int, before) -> Page:
+        """A page read from the folder: ids in reverse order, at most SCAN_LIMIT read."""
+        where = self.locations()
+        ids = sorted(where, reverse=True)
+        if before:
+            ids = [i for i in ids if i < before]
+        chosen, skipped, last = [], 0, None
+        for op_id, record, _ in self.iter_records(ids[:SCAN_LIMIT], where, sort=False):
+            last = op_id
+            if record is None or not filters.matches(record):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            chosen.append(record)
+            if len(chosen) == limit:
+                break
+        more = last is not None and last != ids[-1] if ids else False
+        total = len(where) if filters == Filters() else None
+        return Page(chosen, total, last if more else None, degraded=True)
+
+    def stats(self, filters: Filters, days: int = 30) -> dict:
+        return self.keeper.query(lambda ix: ix.stats(filters, days), self.unavailable)
+
+    def count(self, filters: Filters) -> int | None:
+        return self.keeper.query(lambda ix: ix.count(filters), lambda: None)
+
+    def export_rows(self, filters: Filters):
+        """Index rows (``index.COLUMNS``) of the selected operations, newest first."""
+        from .index import row_of
+
+        def from_folder():
+            return (row_of(r) for _, r, _ in self.iter_records(sort=True, reverse=True)
+                    if r is not None and filters.matches(r))
+        return self.keeper.query(lambda ix: ix.export_rows(filters), from_folder)
+
+    def unavailable(self):
+        raise IndexUnavailable(f"This needs the history's index, which is being rebuilt from "
+                               f"the records ({self.keeper.progress_text()}); try again shortly")
+
+    # Listing the folder -----------------------------------------------------------
+    def locations(self, listing=None) -> dict[str, str]:
+        """``{id: where its record is}``: "" loose, else the archive's day
+        (``listing``: a scan of the folder the caller has made already)."""
+        where = {}
+        for day in archive.days(self.root):
+            where.update({layout.record_id(n): day for n in archive.names(self.root, day)
+                          if layout.record_id(n)})
+        where.update(dict.fromkeys((listing or self.folder.scan()).records, ""))
+        return where
+
+    def iter_records(self, op_ids=None, where=None, sort=True, reverse=False):
+        """``(id, record or None, error)`` for every operation (or ``op_ids``),
+        read in batches; ``where`` is ``locations()`` when the caller has it."""
+        where = self.locations() if where is None else where
+        wanted = list(where) if op_ids is None else [i for i in op_ids if i in where]
+        if sort:
+            wanted.sort(reverse=reverse)
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start:start + 500]
+            packed = archive.read(self.root, [layout.record_name(i) for i in batch if where[i]])
+            for op_id in batch:
+                try:
+                    data = packed.get(layout.record_name(op_id)) if where[op_id] \
+                        else self.folder.read(layout.record_name(op_id))
+                    if data is None:
+                        raise FileNotFoundError(2, f"{op_id}.json is gone")
+                    yield op_id, records.decode(op_id, data), None
+                except (OSError, ValueError) as e:
+                    yield op_id, None, e
+
+    # Changing ---------------------------------------------------------------------
+    def delete(self, op_id: str) -> tuple[list[str], int]:
+        """Delete an operation whole, with a workflow's steps: ``(ids, bytes freed)``.
+        Raises NotFound when it is not there (or another caller deleted it first)."""
+        ids = self.with_steps(op_id)
+        with self.locks.exclusive(layout.day_of(i) for i in ids):
+            if self.get(op_id) is None:
+                raise NotFound(f"No operation {op_id!r}")
+            freed = self._delete_locked(ids)
+        return ids, freed
+
+    def delete_many(self, op_ids, progress=None) -> int:
+        """Delete operations whole, one day at a time; return the bytes freed."""
+        by_day, freed = {}, 0
+        for op_id in op_ids:
+            by_day.setdefault(layout.day_of(op_id), []).append(op_id)
+        for day, ids in sorted(by_day.items()):
+            with self.locks.exclusive([day]):
+                freed += self._delete_locked(ids)
+            if progress:
+                progress(len(ids))
+        return freed
+
+    def _delete_locked(self, ids) -> int:
+        """Records first (they leave the history at once), then their files,
+        then index rows; archived ones are dropped from their zip. The caller
+        holds the days' locks."""
+        found = self.get_many(ids)
+        names = [layout.record_name(i) for i in ids]
+        for op_id, record in found.items():
+            names += [e["file"] for e in record["inputImages"] + record["outputs"]
+                      if layout.belongs_to(e["file"], op_id)]
+        freed = self.folder.remove(names)
+        for op_id in ids:
+            (self.root / layout.THUMBS / f"{op_id}.webp").unlink(missing_ok=True)
+        for day in {layout.day_of(i) for i in ids}:
+            freed += archive.drop(self.root, day, set(ids))
+        self.keeper.remove(ids)
+        return freed
+
+    # Retention and archives (``retention``), named here so callers find them.
+    cleanup = retention.cleanup
+    compress = retention.compress
+    decompress = retention.decompress
+    old_operations = retention.old_operations
+
+    def reindex(self, progress=None) -> dict:
+        """Rebuild the index from the records; report what could not be read."""
+        return self.keeper.rebuild_now(progress)
+
+    def health(self) -> dict:
+        return {"writable": self.writable(), **self.keeper.health()}
+
+    # For the keeper and recovery --------------------------------------------------
+    def announce(self, record: dict) -> None:
+        events.operation_saved.send(self, record=record)

@@ -1,0 +1,177 @@
+"""The storage folder: operation records and their files, as loose files.
+
+Writes go through ``atomic`` (the data files first, the JSON record last, one
+fsync of the folder at the end), so a record that exists always has all its
+files. Reads never follow a symbolic link: a link in the folder, whatever it
+points at, is reported and never served. Naming comes from
+``history.layout``; this module knows nothing of the index.
+"""
+
+import errno
+import json
+import os
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import media
+from . import layout
+from .atomic import TMP_SUFFIX, fsync_dir, move_atomic, temp_prefix, write_atomic
+
+
+class OperationExists(Exception):
+    """An operation id that is already on disk was about to be written."""
+
+
+@dataclass
+class Listing:
+    """One scan of the folder: the files of each operation, and what is not ours."""
+
+    files: dict = field(default_factory=dict)  # op id -> [names]
+    records: set = field(default_factory=set)  # ids with a record
+    temp: list = field(default_factory=list)  # (name, mtime) of temp files
+    skipped: dict = field(default_factory=dict)  # name -> why it is not read
+
+
+class OperationFolder:
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def writable(self) -> bool:
+        return self.root.is_dir() and os.access(self.root, os.W_OK)
+
+    # Writing ----------------------------------------------------------------------
+    def write(self, op_id: str, record: dict, inputs=(), outputs=()) -> dict:
+        """Write an operation's files, then its record; return the record.
+
+        ``inputs`` are ``(bytes, original_name)`` pairs; ``outputs`` bytes, or
+        paths of finished files in this folder (moved in, never read into
+        memory). A failure removes what was written and raises.
+        """
+        json_path = self.path(layout.record_name(op_id))
+        if os.path.lexists(json_path):
+            raise OperationExists(op_id)
+        written = []
+        try:
+            record["inputImages"] = [
+                self._write_file(written, lambda ext, n=n: layout.input_name(op_id, n, ext),
+                                 data, originalName=name)
+                for n, (data, name) in enumerate(inputs)]
+            several = len(outputs) > 1
+            record["outputs"] = [
+                self._write_file(written, lambda ext, n=n: layout.output_name(op_id, n, several, ext),
+                                 data)
+                for n, data in enumerate(outputs)]
+            record["resultFile"] = record["outputs"][0]["file"] if outputs else None
+            self.write_record(op_id, record, sync_dir=False)
+            fsync_dir(self.root)  # one fsync makes every rename above durable
+        except BaseException:
+            for path in written + [json_path]:
+                path.unlink(missing_ok=True)
+            raise
+        return record
+
+    def write_record(self, op_id: str, record: dict, sync_dir: bool = True) -> None:
+        write_atomic(self.path(layout.record_name(op_id)),
+                     json.dumps(record, indent=2, ensure_ascii=False).encode(), sync_dir)
+
+    def _write_file(self, written: list, name_for, data, **extra) -> dict:
+        info = media.describe(data)
+        path = self.path(name_for(info.ext))
+        if isinstance(data, Path):
+            move_atomic(data, path, sync_dir=False)
+        else:
+            write_atomic(path, data, sync_dir=False)
+        written.append(path)
+        entry = {"file": path.name, "contentType": info.content_type, "bytes": info.size,
+                 "sha256": info.sha256, "width": info.width, "height": info.height}
+        if info.frames:
+            entry["frames"] = info.frames
+        entry.update(extra)
+        return entry
+
+    def remove(self, names) -> int:
+        """Remove these files (records first); return the bytes freed."""
+        freed = 0
+        for name in sorted(names, key=lambda n: layout.record_id(n) is None):
+            path = self.path(name)
+            try:
+                freed += path.lstat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+        return freed
+
+    def temp_file(self, suffix: str = "") -> Path:
+        """A new temp file in this folder (so that a save can move it in), or
+        in the system's temp folder when this one cannot be written."""
+        prefix = temp_prefix("download")
+        try:
+            fd, name = tempfile.mkstemp(dir=self.root, prefix=prefix, suffix=suffix + TMP_SUFFIX)
+        except OSError:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix + TMP_SUFFIX)
+        os.close(fd)
+        return Path(name)
+
+    # Reading ----------------------------------------------------------------------
+    def read(self, name: str) -> bytes | None:
+        """The bytes of a regular file of the folder; None when it is missing.
+        A symbolic link raises ``OSError(ELOOP)``, never followed."""
+        try:
+            fd = os.open(self.path(name), os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", name)
+            return f.read()
+
+    def regular_file(self, name: str) -> Path | None:
+        """The path of ``name`` if it is a regular file here (not a link)."""
+        try:
+            mode = self.path(name).lstat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return self.path(name) if stat.S_ISREG(mode) else None
+
+    def scan(self) -> Listing:
+        """One pass over the folder (no stat of the files but temp ones)."""
+        listing = Listing()
+        try:
+            entries = os.scandir(self.root)
+        except FileNotFoundError:
+            return listing
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    if name.endswith(TMP_SUFFIX):
+                        listing.temp.append(name)
+                    continue
+                op_id = layout.owner(name)
+                if entry.is_symlink():
+                    listing.skipped[name] = "a symbolic link: never followed"
+                elif op_id is None:
+                    if name.endswith(layout.RECORD_SUFFIX):
+                        listing.skipped[name] = "not named YYYYMMDD_<id>.json"
+                elif entry.is_file(follow_symlinks=False):
+                    listing.files.setdefault(op_id, []).append(name)
+                    if name == layout.record_name(op_id):
+                        listing.records.add(op_id)
+        return listing
+
+    def record_ids(self):
+        """The ids of the loose records, streamed (for a fingerprint)."""
+        try:
+            entries = os.scandir(self.root)
+        except FileNotFoundError:
+            return
+        with entries:
+            for entry in entries:
+                op_id = layout.record_id(entry.name)
+                if op_id and not entry.is_symlink():
+                    yield op_id
