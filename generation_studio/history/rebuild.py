@@ -44,7 +44,8 @@ class IndexKeeper:
         self.problem = None  # why the index is not in use, while it is rebuilt
         self.progress = [0, 0]
         self.skipped = {}  # file name -> why it is not read as a record
-        self.ready = threading.Event()
+        self.ready = threading.Event()  # cleared while the start-up check runs
+        self.ready.set()
         self._lock = threading.Lock()
         self._pending = []  # ("add", records) / ("remove", ids) while rebuilding
         self._thread = None
@@ -101,6 +102,7 @@ class IndexKeeper:
         if wait:
             run()
         else:
+            self.ready.clear()
             threading.Thread(target=run, daemon=True, name="index-check").start()
 
     def _check(self) -> None:

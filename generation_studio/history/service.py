@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .. import events
 from ..storage import archive, layout
+from ..storage.atomic import fsync_dir, move_atomic, write_atomic
 from ..storage.folder import OperationFolder
 from . import records, recovery, retention
 from .filters import FilterError, Filters
@@ -95,6 +96,24 @@ class HistoryService:
             record = self.folder.write(op_id, record, inputs, outputs)
             self.keeper.add([record])
         events.operation_saved.send(self, record=record)
+        return record
+
+    def restore(self, op_id: str, record_data: bytes, files: dict) -> dict:
+        """Put an operation back (from a backup): ``files`` maps each of its
+        file names to a finished temp file of this folder (see ``temp_file``),
+        moved in first; then its record, then its index row. An operation
+        already there is overwritten: the caller decides whether to."""
+        record = records.decode(op_id, record_data)
+        for name in files:
+            if not layout.belongs_to(name, op_id):
+                raise ValueError(f"{name!r} is not a file of operation {op_id}")
+        with self.locks.exclusive([layout.day_of(op_id)]):
+            for name, path in files.items():
+                move_atomic(path, self.folder.path(name), sync_dir=False)
+            write_atomic(self.folder.path(layout.record_name(op_id)), record_data,
+                         sync_dir=False)
+            fsync_dir(self.root)
+            self.keeper.add([record])
         return record
 
     def temp_file(self, suffix: str = ""):

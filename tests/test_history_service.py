@@ -1,0 +1,446 @@
+"""The history service keeps its promises: every record is found, none is
+lost or resurrected under concurrency, a broken index never breaks the
+history, and what dead writers leave is cleaned up."""
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+
+import pytest
+
+from generation_studio import create_app
+from generation_studio.history import recovery
+from generation_studio.history.filters import iso
+from generation_studio.storage import archive, layout
+
+from .conftest import png_bytes
+
+
+def make_app(storage_dir, **settings):
+    return create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir),
+                       "HISTORY_CHECK_WAITS": True, **settings})
+
+
+def guide_record(storage_dir, op_id, prompt, **fields):
+    """A record as the integration guide's service writes it (no schemaVersion,
+    ``timestamp``, file names as plain strings), with its output file."""
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    (storage_dir / f"{op_id}_out.jpg").write_bytes(png_bytes(fmt="JPEG"))
+    record = {"id": op_id, "timestamp": f"{op_id[:4]}-{op_id[4:6]}-{op_id[6:8]}T10:00:00.000Z",
+              "operationType": "text_to_image", "prompt": prompt,
+              "parameters": {"aspectRatio": "16:9"}, "inputImages": [],
+              "resultUrl": "https://example.invalid/x.jpg", "resultFile": f"{op_id}_out.jpg",
+              "workflowAnalysis": None, "error": None, **fields}
+    (storage_dir / f"{op_id}.json").write_text(json.dumps(record))
+    return record
+
+
+def wait_for(predicate, seconds=15.0):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+# Every record is found ------------------------------------------------------------
+def test_records_in_the_guides_id_shape_are_listed_searched_counted_and_exported(storage_dir):
+    ids = [f"20251103_{n:06x}" for n in range(30)] + ["20251104_my-own_id", "20251104_a_b"]
+    for n, op_id in enumerate(ids):
+        guide_record(storage_dir, op_id, "a lighthouse" if n % 4 == 0 else "a cat",
+                     error="boom" if n == 5 else None)
+    app = make_app(storage_dir)
+    client = app.test_client()
+    body = client.get("/api/history?limit=500").get_json()
+    assert body["total"] == 32 and {op["operationId"] for op in body["operations"]} == set(ids)
+    assert client.get("/api/history?q=lighthouse").get_json()["total"] == 8
+    assert client.get("/api/history?status=failed").get_json()["operations"][0][
+        "operationId"] == ids[5]
+    stats = client.get("/api/history/stats?days=3660").get_json()
+    assert (stats["total"], stats["failed"]) == (32, 1)
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/history/export.csv").get_data(
+        as_text=True))))
+    assert sorted(r["operationId"] for r in rows) == sorted(ids)
+    one = client.get("/api/history/20251104_my-own_id").get_json()["operation"]
+    assert one["createdAt"] == "2025-11-04T10:00:00.000Z" and one["status"] == "succeeded"
+    assert client.get("/api/history/20251104_my-own_id/files/20251104_my-own_id_out.jpg"
+                      ).data == png_bytes(fmt="JPEG")
+    assert client.delete("/api/history/20251104_a_b").status_code == 200
+    assert not (storage_dir / "20251104_a_b.json").exists()
+    assert not (storage_dir / "20251104_a_b_out.jpg").exists()
+    assert (storage_dir / "20251104_a_b_out.jpg").exists() is False and \
+        (storage_dir / "20251104_my-own_id_out.jpg").exists()
+
+
+def test_files_that_are_not_records_are_counted_and_named(storage_dir, tmp_path):
+    guide_record(storage_dir, "20251103_abc123", "a cat")
+    (storage_dir / "20251103_broken.json").write_text("{ not json")
+    (storage_dir / "20251103_list.json").write_text("[1, 2]")
+    (storage_dir / "notes.json").write_text("{}")
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps({"operationType": "text_to_image", "prompt": "secret"}))
+    (storage_dir / "20251103_link.json").symlink_to(elsewhere)
+    app = make_app(storage_dir)
+    client = app.test_client()
+    history = client.get("/api/health").get_json()["history"]
+    assert history["skipped"] == 4
+    assert history["skippedFiles"] == [
+        "20251103_broken.json: invalid JSON (Expecting property name enclosed in double quotes:"
+        " line 1 column 3 (char 2))",
+        "20251103_link.json: a symbolic link: never followed",
+        "20251103_list.json: not a JSON object (a list)",
+        "notes.json: not named YYYYMMDD_<id>.json"]
+    assert client.get("/api/history").get_json()["total"] == 1
+    assert client.get("/api/history/20251103_link").status_code == 404
+    result = app.test_cli_runner().invoke(args=["history", "reindex"])
+    assert "Indexed 1 operation(s); skipped: 4 — 20251103_broken.json: invalid JSON" \
+        in result.output
+    assert "skipped: 4 — 20251103_broken.json" in client.get("/admin").get_data(as_text=True)
+
+
+def test_a_record_from_a_newer_studio_is_read_with_its_extra_fields(storage_dir):
+    storage_dir.mkdir(parents=True)
+    record = {"operationId": "20261120_zzzzzzzzzzzz", "schemaVersion": 7,
+              "operationType": "text_to_image", "status": "succeeded",
+              "createdAt": "2026-11-20T08:00:00.000Z", "prompt": "from the future",
+              "novelty": {"kept": True}, "outputs": [], "inputImages": []}
+    (storage_dir / "20261120_zzzzzzzzzzzz.json").write_text(json.dumps(record))
+    client = make_app(storage_dir).test_client()
+    served = client.get("/api/history/20261120_zzzzzzzzzzzz").get_json()["operation"]
+    assert served["novelty"] == {"kept": True} and served["schemaVersion"] == 7
+    assert client.get("/api/history?q=future").get_json()["total"] == 1
+
+
+# Concurrency ----------------------------------------------------------------------
+def seed(history, days_ago, n):
+    ids = []
+    for k in range(n):
+        when = time.time() - days_ago * 86400
+        from datetime import datetime, timezone
+        moment = datetime.fromtimestamp(when, timezone.utc)
+        record = {"operationId": history.new_id(moment), "operationType": "text_to_image",
+                  "status": "succeeded", "createdAt": iso(moment), "prompt": f"cat {k}",
+                  "provider": {"name": "local"}}
+        ids.append(history.save(record, inputs=[(png_bytes(), "in.png")],
+                                outputs=[png_bytes((20, 20))])["operationId"])
+    return ids
+
+
+COMPRESSOR = """
+import sys
+from datetime import timedelta
+from generation_studio.history import HistoryService
+history = HistoryService(sys.argv[1], sys.argv[2])
+for _ in range(4):
+    history.compress(timedelta(days=1))
+    history.decompress()
+history.compress(timedelta(days=1))
+"""
+DELETER = """
+import sys
+from generation_studio.history import HistoryService, NotFound
+history = HistoryService(sys.argv[1], sys.argv[2])
+for op_id in sys.argv[3:]:
+    history.delete(op_id)
+"""
+
+
+def where_is(storage_dir, op_id):
+    """Where an operation's record is: "loose", "archive", both or neither."""
+    places = []
+    if (storage_dir / f"{op_id}.json").exists():
+        places.append("loose")
+    zips = list((storage_dir / "archives").glob("*.zip"))
+    if any(f"{op_id}.json" in zipfile.ZipFile(z).namelist() for z in zips):
+        places.append("archive")
+    return places
+
+
+def test_compress_decompress_and_delete_at_once_lose_and_resurrect_nothing(storage_dir):
+    app = make_app(storage_dir)
+    history = app.extensions["history"]
+    ids = seed(history, 10, 40) + seed(history, 11, 40) + seed(history, 12, 40)
+    doomed = random.Random(7).sample(ids, 60)
+    index = app.config["INDEX_PATH"]
+    procs = [subprocess.Popen([sys.executable, "-c", COMPRESSOR, str(storage_dir), index]),
+             subprocess.Popen([sys.executable, "-c", DELETER, str(storage_dir), index, *doomed])]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    for op_id in ids:
+        expected = [] if op_id in doomed else ["archive"]
+        assert where_is(storage_dir, op_id) == expected, op_id
+    kept = set(ids) - set(doomed)
+    assert set(history.get_many(ids)) == kept
+    assert set(history.index.ids()) == kept
+    names = [n for day in archive.days(storage_dir) for n in archive.names(storage_dir, day)]
+    assert len(names) == len(set(names)) == 3 * len(kept)  # record, input, output each
+
+
+def test_deleting_one_id_at_once_from_many_clients_answers_one_200_and_404s(app):
+    history = app.extensions["history"]
+    for op_id in seed(history, 0, 10):
+        start, statuses = threading.Barrier(6), []
+
+        def delete():
+            start.wait()
+            statuses.append(app.test_client().delete(f"/api/history/{op_id}").status_code)
+
+        threads = [threading.Thread(target=delete) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(statuses) == [200] + [404] * 5, op_id
+
+
+# Faults ----------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other version"])
+def test_a_broken_index_is_rebuilt_while_the_history_answers(storage_dir, damage, caplog):
+    app = make_app(storage_dir)
+    ids = set(seed(app.extensions["history"], 0, 30))
+    path = app.config["INDEX_PATH"]
+    app.extensions["history"].index.close()
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.unlink(path + suffix)
+    if damage == "garbage":
+        open(path, "wb").write(b"this is not a database" * 100)
+    elif damage == "truncated":
+        os.truncate(path, os.path.getsize(path) // 3)
+    else:
+        import sqlite3
+        sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.close()
+    fresh = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir)})
+    client = fresh.test_client()
+    started = time.time()
+    response = client.get("/api/history?limit=100")
+    assert response.status_code == 200 and time.time() - started < 5
+    assert wait_for(lambda: client.get("/api/health").get_json()["history"]["index"] == "ok")
+    assert {op["operationId"] for op in client.get("/api/history?limit=100").get_json()[
+        "operations"]} == ids
+    assert client.get("/api/history/stats").get_json()["total"] == 30
+    assert "cannot be used" in caplog.text and "rebuilt" in caplog.text
+
+
+def test_an_index_that_cannot_be_written_moves_aside_and_generations_still_record(
+        storage_dir, tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    app = make_app(storage_dir, INDEX_PATH=str(blocker / "history.sqlite3"))
+    client = app.test_client()
+    answer = client.post("/api/generate/text-to-image", json={"prompt": "a cat", "seed": 1})
+    assert answer.status_code == 200 and answer.get_json()["saved"] is True
+    op_id = answer.get_json()["operationId"]
+    assert wait_for(lambda: client.get("/api/health").get_json()["history"]["index"] == "ok")
+    health = client.get("/api/health").get_json()["history"]
+    assert not health["indexPath"].startswith(str(tmp_path))
+    assert [op["operationId"] for op in client.get("/api/history").get_json()["operations"]] \
+        == [op_id]
+    assert "cannot be used" in caplog.text
+
+
+def test_while_the_index_rebuilds_pages_come_from_the_folder(app, client):
+    ids = seed(app.extensions["history"], 0, 5)
+    keeper = app.extensions["history"].keeper
+    keeper.problem = "being rebuilt (test)"
+    body = client.get("/api/history").get_json()
+    assert body["degraded"].startswith("the index is being rebuilt")
+    assert sorted(op["operationId"] for op in body["operations"]) == sorted(ids)
+    stats = client.get("/api/history/stats")
+    assert stats.status_code == 503 and stats.headers["Retry-After"] == "30"
+    assert "being rebuilt" in stats.get_json()["error"]
+    assert "being rebuilt" in client.get("/history").get_data(as_text=True)
+
+
+def test_rows_written_while_the_index_rebuilds_are_not_lost(app, monkeypatch):
+    import sqlite3
+    history = app.extensions["history"]
+    before = set(seed(history, 0, 3))
+    real, late = history.locations, []
+
+    def locations(listing=None):
+        where = real(listing)
+        if history.keeper.problem and not late:  # a save lands just after the folder scan
+            late.extend(seed(history, 0, 1))
+        return where
+
+    monkeypatch.setattr(history, "locations", locations)
+    history.keeper.broken(sqlite3.DatabaseError("database disk image is malformed"))
+    history.keeper._thread.join(20)
+    assert history.keeper.problem is None and len(late) == 1
+    assert set(history.index.ids()) == before | set(late)
+
+
+def mounted(path, options):
+    path.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                            capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {result.stderr.decode().strip()}")
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_storage_full_or_read_only_still_answers_200_with_the_result_inline(
+        tmp_path, fault, caplog):
+    storage_dir = tmp_path / "ops"
+    mounted(storage_dir, "size=96k")
+    try:
+        app = make_app(storage_dir, INDEX_PATH=str(tmp_path / "index" / "h.sqlite3"))
+        client = app.test_client()
+        before = seed(app.extensions["history"], 0, 1)[0]
+        if fault == "read-only":
+            subprocess.run(["mount", "-o", "remount,ro", str(storage_dir)], check=True)
+        else:
+            (storage_dir / "filler").write_bytes(b"\0" * (80 * 1024))
+        answer = client.post("/api/generate/text-to-image",
+                             json={"prompt": "a cat", "aspectRatio": "16:9", "seed": 3})
+        assert answer.status_code == 200
+        body = answer.get_json()
+        assert body["saved"] is False and body["resultUrl"].startswith("data:image/jpeg;base64,")
+        lines = [r for r in caplog.records if "Could not save operation" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].exc_info is None
+        assert [op["operationId"] for op in client.get("/api/history").get_json()[
+            "operations"]] == [before]
+        leftovers = [p.name for p in storage_dir.iterdir()
+                     if p.name not in (f"{before}.json", "filler", ".locks")
+                     and not p.name.startswith(before)]
+        assert leftovers == []
+    finally:
+        subprocess.run(["umount", "-l", str(storage_dir)])
+
+
+# Recovery --------------------------------------------------------------------------
+WRITER = """
+import sys
+from generation_studio import create_app
+app = create_app({"TESTING": True, "STORAGE_DIR": sys.argv[1], "HISTORY_CHECK_WAITS": True,
+                  "MAX_VIDEO_FRAMES": 4, "LOCAL_VIDEO_SIZE": 48})
+client = app.test_client()
+image = open(sys.argv[2], "rb").read()
+import io
+n = 0
+while True:
+    n += 1
+    client.post("/api/workflow/execute", data={"prompt": "sepia, then animate", "duration": "1",
+                "fps": "4", "images": [(io.BytesIO(image), "a.png")]},
+                content_type="multipart/form-data")
+    client.post("/api/generate/img-to-img", data={"prompt": "a cat", "strength": "0.3",
+                "images": [(io.BytesIO(image), "b.png")]}, content_type="multipart/form-data")
+"""
+
+
+def test_after_kill_9_under_load_a_restart_leaves_no_temp_file_orphan_or_dangling_step(
+        storage_dir, tmp_path):
+    image = tmp_path / "in.png"
+    image.write_bytes(png_bytes((300, 200), pattern=True))
+    rng = random.Random(3)
+    for _ in range(6):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(storage_dir), str(image)])
+        time.sleep(1.0 + rng.random())
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    app = make_app(storage_dir)
+    history = app.extensions["history"]
+    everything = [p for p in storage_dir.rglob("*") if p.is_file()]
+    assert [p.name for p in everything if p.name.endswith(".tmp")] == []
+    listing = history.folder.scan()
+    assert sorted(set(listing.files) - listing.records) == []
+    found = history.get_many(listing.records)
+    assert len(found) == len(listing.records) > 0
+    parents = {r["parentId"] for r in found.values() if r.get("parentId")}
+    assert parents <= set(found)
+    assert set(history.index.ids()) == listing.records
+
+
+def test_a_workflow_whose_record_cannot_be_saved_leaves_no_step_behind(app, client,
+                                                                       monkeypatch):
+    history = app.extensions["history"]
+    real = history.save
+
+    def save(record, *args, **kwargs):
+        if record.get("steps"):
+            raise OSError(28, "No space left on device")
+        return real(record, *args, **kwargs)
+
+    monkeypatch.setattr(history, "save", save)
+    answer = client.post("/api/workflow/execute", data={
+        "prompt": "make it sepia", "images": [(io.BytesIO(png_bytes()), "a.png")]},
+        content_type="multipart/form-data")
+    assert answer.status_code == 200 and answer.get_json()["saved"] is False
+    assert history.folder.scan().records == set()
+
+
+def test_the_server_recovers_periodically_not_only_at_start(storage_dir):
+    app = make_app(storage_dir, RECOVERY_INTERVAL_SECONDS=0)
+    dead = storage_dir / ".x_out.jpg.pid999999999-abc.tmp"
+    dead.write_bytes(b"half")
+    orphan = storage_dir / "20261124_qqqqqqqqqqqq_in_0.png"
+    orphan.write_bytes(png_bytes())
+    app.test_client().get("/api/health")
+    app.extensions["recovery_thread"].join(10)
+    assert not dead.exists() and not orphan.exists()
+
+
+def test_steps_whose_workflow_is_missing_are_reattached(app):
+    history = app.extensions["history"]
+    from datetime import datetime, timedelta, timezone
+    when = datetime.now(timezone.utc) - timedelta(seconds=recovery.DANGLING_SECONDS + 60)
+    parent = history.new_id(when)
+    steps = [history.save({"operationType": "image_edit_single", "status": "succeeded",
+                           "createdAt": iso(when), "prompt": "sepia", "parentId": parent})
+             ["operationId"] for _ in range(2)]
+    assert history.recover()["reattached"] == [parent]
+    record = history.get(parent)
+    assert record["status"] == "failed" and sorted(record["steps"]) == sorted(steps)
+    assert "steps were found" in record["error"]
+    assert history.recover()["reattached"] == []
+
+
+# Paths ------------------------------------------------------------------------------
+def test_symbolic_links_in_the_storage_folder_are_never_followed(app, client, storage_dir):
+    history = app.extensions["history"]
+    op_id = history.save({"operationType": "text_to_image", "status": "succeeded"},
+                         outputs=[png_bytes()])["operationId"]
+    out = storage_dir / f"{op_id}_out.png"
+    out.unlink()
+    out.symlink_to("/etc/passwd")
+    assert client.get(f"/api/history/{op_id}/files/{op_id}_out.png").status_code == 404
+    assert client.get(f"/history/{op_id}/thumb").status_code == 404
+
+
+def test_the_cli_export_replaces_the_file_whole_or_not_at_all(app, runner, tmp_path,
+                                                             monkeypatch):
+    seed(app.extensions["history"], 0, 3)
+    target = tmp_path / "ops.csv"
+    target.write_text("the previous export")
+    from generation_studio.history import export
+
+    def failing(*args, **kwargs):
+        yield "operationId,operationType\n"
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export, "chunks", failing)
+    result = runner.invoke(args=["history", "export", "-o", str(target)])
+    assert result.exit_code != 0
+    assert target.read_text() == "the previous export"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_history_service_is_the_only_reader_of_the_index():
+    """The store never imports the index, and only the history package runs SQL."""
+    import pathlib
+    package = pathlib.Path(layout.__file__).parents[1]
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        if path.parent.name != "history":
+            assert "import sqlite3" not in text and "SELECT " not in text, path
+        if path.parent.name == "storage":
+            assert "from ..history" not in text and "import history" not in text, path
