@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test pytest storage-check chromium bench clean
+.PHONY: run test pytest storage-check chromium bench mutation clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,5 +33,19 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/record_overhead.py
 	$(PY) benchmarks/history_bench.py
 
+# Mutation testing of storage/ and history/ ([tool.mutmut] in pyproject.toml; README,
+# "Mutation testing"). It takes minutes, so it is not part of `make test`. Results are kept
+# in mutants/ and a second run only redoes what changed; `rm -rf mutants` starts afresh.
+# It lists the surviving mutants (`$(VENV)/bin/mutmut show <name>` shows one) and the totals.
+MUTATION_JOBS ?= $(shell nproc)
+mutation: $(VENV)/.installed
+	$(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS)
+	@echo "Surviving, timed-out and untested mutants:"
+	@$(VENV)/bin/mutmut results
+	@$(VENV)/bin/mutmut export-cicd-stats >/dev/null
+	@$(PY) -c 'import json; s = json.load(open("mutants/mutmut-cicd-stats.json")); \
+	print("mutants: {total} total, {killed} killed, {survived} survived, {timeout} timeout, " \
+	      "{no_tests} without tests, {suspicious} suspicious".format(**s))'
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache mutants

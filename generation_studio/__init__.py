@@ -3,11 +3,12 @@ records every operation (prompt, parameters, inputs, result, error) on disk."""
 
 import os
 import secrets
+import tempfile
 
 from dotenv import find_dotenv, load_dotenv
 from flask import Flask
 
-from . import cli, errors, providers, routes, web
+from . import cli, errors, jobs, providers, routes, web
 from .config import DEFAULTS
 from .history import HistoryService, maintenance
 
@@ -32,19 +33,45 @@ def create_app(test_config=None):
     # Flask 3.1 caps non-file form fields at 500 kB; data URLs in forms need more.
     app.config["MAX_FORM_MEMORY_SIZE"] = app.config["MAX_CONTENT_LENGTH"]
     app.logger.setLevel(app.config["LOG_LEVEL"])
-    if not app.config.get("SECRET_KEY"):
-        # Sessions (admin login, CSRF) then last as long as this process.
-        app.config["SECRET_KEY"] = secrets.token_hex(32)
     os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
 
     # The history answers at once; the index check and recovery run behind it.
     history = HistoryService(app.config["STORAGE_DIR"], app.config["INDEX_PATH"], app.logger)
     app.extensions["history"] = history
     history.start(wait=app.config["HISTORY_CHECK_WAITS"])
     providers.init_app(app)
+    jobs.init_app(app)
     errors.init_app(app)
     routes.init_app(app)
     cli.init_app(app)
     maintenance.init_app(app)
     web.init_app(app)
     return app
+
+
+def _instance_secret(folder: str) -> str:
+    """A secret key made once and kept in the instance folder, so that every
+    web process (gunicorn's workers) and every restart signs sessions alike."""
+    path = os.path.join(folder, "secret_key")
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_hex(32)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".secret_key.")
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(key)
+        try:
+            os.link(tmp, path)  # whole, and only if no other process made one first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return key  # a read-only instance folder: sessions last as long as the process

@@ -1,16 +1,20 @@
 """The ``flask history`` and ``flask storage`` command groups."""
 
 import json
+import os
+import signal
 import sys
+import threading
 
 import click
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from werkzeug.datastructures import MultiDict
 
 from .catalog import OPERATION_TYPES
 from .errors import human_size
 from .history import IndexUnavailable, NotFound, current_history, export, filters, retention
 from .history.filters import FilterError
+from .jobs import current_jobs, queue
 from .storage import archive, layout
 from .storage.atomic import atomic_file
 
@@ -228,6 +232,25 @@ def init_command():
                f"{done.get('orphanFiles', 0)} file(s) without a record")
 
 
+@click.command("worker")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Jobs run at once by this process.")
+@with_appcontext
+def worker_command(threads):
+    """Run queued operations until stopped (Ctrl-C or SIGTERM)."""
+    jobs = current_jobs()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    jobs.start_workers(threads)
+    click.echo(f"Worker {os.getpid()}: {threads} thread(s) on the "
+               f"{queue.describe(jobs.app.config)} queue; Ctrl-C stops it")
+    stop.wait()
+    click.echo("Stopping: running jobs are taken up again by the next worker")
+    jobs.stop_workers()
+
+
 def init_app(app):
     app.cli.add_command(history)
     app.cli.add_command(storage)
+    app.cli.add_command(worker_command)

@@ -20,6 +20,26 @@ DEFAULTS = {
     "HISTORY_CHECK_WAITS": False,
     # How often the server removes what dead writers left (see history.recovery).
     "RECOVERY_INTERVAL_SECONDS": 300,
+    # The job queue. None: SqliteHuey in "<STORAGE_DIR>/.queue/huey.sqlite3"
+    # (QUEUE_PATH); "redis://host:port/db": RedisHuey, shared by several servers.
+    "QUEUE_URL": None,
+    "QUEUE_PATH": None,
+    "QUEUE_NAME": "generation-studio",
+    # Run jobs in threads of the web process too (false when `flask worker`
+    # processes do it, as `make run` sets up), and how many.
+    "QUEUE_IN_PROCESS": True,
+    "QUEUE_THREADS": 2,
+    # How long a generation request waits for its job before answering 202;
+    # a client's "Prefer: wait=N" may ask for up to MAX_SYNC_WAIT_SECONDS.
+    "SYNC_WAIT_SECONDS": 60,
+    "MAX_SYNC_WAIT_SECONDS": 300,
+    # A running job's lease: renewed every third of it; past it, with no
+    # renewal, its worker is taken for dead and the job is taken up again.
+    "LEASE_SECONDS": 30,
+    # How long a cancel waits for a running job to stop before answering.
+    "CANCEL_WAIT_SECONDS": 3,
+    # The longest a /events stream stays open (the browser then reconnects).
+    "EVENTS_MAX_SECONDS": 600,
     # Delete operations older than this many days, checked at most once an
     # hour by the server itself. None: keep everything.
     "RETENTION_DAYS": None,
@@ -51,10 +71,14 @@ DEFAULTS = {
     "FAL_KEY": None,
     "FAL_QUEUE_BASE": "https://queue.fal.run",
     "FAL_MODELS": {},
-    # fal's REST API, for uploading large input images to its storage.
-    "FAL_REST_BASE": "https://rest.fal.ai",
-    # Where a fal endpoint's OpenAPI schema is published ({model}: its id).
-    "FAL_SCHEMA_URL": "https://fal.ai/api/openapi/queue/openapi.json?endpoint_id={model}",
+    # fal's REST API, for uploading large input images to its storage. None:
+    # https://rest.fal.ai, or FAL_QUEUE_BASE's origin when that is not fal's own
+    # (a proxy or a test double serving both).
+    "FAL_REST_BASE": None,
+    # Where a fal endpoint's OpenAPI schema is published ({model}: its id). None:
+    # https://fal.ai/api/openapi/queue/openapi.json?endpoint_id={model}, or the
+    # same path on FAL_QUEUE_BASE's origin when that is not fal's own.
+    "FAL_SCHEMA_URL": None,
     # Input images up to this size go inline as data URLs; larger ones are
     # uploaded first (Replicate's Files API, fal's storage).
     "PROVIDER_INLINE_INPUT_BYTES": 256 * 1024,
@@ -71,7 +95,7 @@ DEFAULTS = {
     # connection error: doubles from PROVIDER_RETRY_BACKOFF up to
     # PROVIDER_RETRY_MAX_BACKOFF (with jitter), until the job's deadline.
     "PROVIDER_RETRY_BACKOFF": 1.0,
-    "PROVIDER_RETRY_MAX_BACKOFF": 30.0,
+    "PROVIDER_RETRY_MAX_BACKOFF": 10.0,
     # Seconds spent trying to cancel a job the studio gives up on.
     "PROVIDER_CANCEL_TIMEOUT": 30,
     # Longest wait honoured for a 429's Retry-After before retrying.

@@ -48,6 +48,11 @@ class ProviderError(GenerationError):
     status = 502
 
 
+class OperationCanceled(Exception):
+    """The operation was canceled while it ran (its worker stops at the next
+    frame, step or poll)."""
+
+
 def human_size(size: int) -> str:
     """``52428800`` -> ``50 MB``; below a megabyte, in bytes."""
     if size >= 1024 * 1024:

@@ -25,9 +25,6 @@ from .errors import ApiError
 IMAGE_FIELDS = ("image", "images")
 PROMPT_MAX_CHARS = 10_000
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-# Keys whose values must never be recorded: tokens, keys, passwords...
-SECRET_KEY_PATTERN = re.compile(
-    r"(token|secret|passw|api[-_]?key|^key$|[-_]key$|auth|credential|signature)", re.I)
 _DATA_URL = re.compile(r"^data:([\w.+/-]*)(;[\w=.+-]+)*;base64,(.*)$", re.S)
 
 
@@ -107,17 +104,6 @@ def _from_data_url(name: str, index: int, value) -> Upload:
         return Upload(label, base64.b64decode(match.group(3), validate=True))
     except (binascii.Error, ValueError):
         raise ApiError(f"{label} is not valid base64", field=label) from None
-
-
-def parameters(data: RequestData, secrets=()) -> dict:
-    """The request's parameters for the record: no prompt, files or secrets,
-    and no empty field (a form's way of not giving a value)."""
-    secrets = {s for s in secrets if s}
-    return {
-        k: v for k, v in data.fields.items()
-        if k != "prompt" and v != "" and not SECRET_KEY_PATTERN.search(k)
-        and not (isinstance(v, str) and v in secrets)
-    }
 
 
 def prompt(required: bool = True) -> str:

@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 # (magic test, extension, MIME type), first match wins.
 _SIGNATURES = [
@@ -44,6 +44,12 @@ def open_image(data: bytes | Path) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+
+
+def decode_rgb(data: bytes) -> Image.Image:
+    """An image already checked (an input stored at acceptance), upright, as RGB."""
+    with Image.open(io.BytesIO(data)) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")
 
 
 def load(data: bytes | Path) -> bytes:

@@ -1,28 +1,31 @@
 """``records_operation(type)``: the decorator that records every operation.
 
-It wraps a generation view (under the route decorator). The view reads its
-inputs through ``inputs`` and returns a provider ``Result``; the decorator
-keeps the request's prompt, parameters and uploaded images, then the result
-or the exception, and hands them to the store. The rules of the integration
-guide hold: a failed save is logged and never changes the response; a failed
-generation is recorded with its error, then answered as an error.
+It wraps a generation view (under the route decorator). The view reads and
+checks its inputs through ``inputs`` and returns the ``Task`` to run; the
+decorator then, in this order:
+
+1. writes the operation's record at once — ``queued``, with its prompt,
+   parameters and input images — and puts it on the job queue (``jobs``);
+2. answers: by default it waits for the job and answers with its result, as
+   the integration guide expects; ``Prefer: respond-async`` (or a wait that
+   runs out) gets ``202 Accepted`` and the operation's address (``answers``).
+
+A request the view refuses is recorded as failed, then answered 4xx. The
+guide's rule holds: when the record cannot be written (storage full,
+read-only, recording off), the generation still runs, in the request, and
+its result comes back inline — never a failed response because of a save.
 """
 
 import functools
-import os
-import time
 from datetime import datetime, timezone
-from pathlib import Path
 
-from flask import current_app, g, jsonify, redirect, url_for
+from flask import current_app, g
 
-from . import errors, inputs, media
-from .providers import Result, current_provider
+from . import answers, inputs, workflow
 from .history import current_history
 from .history.filters import iso
-from .web import wants_html
-
-SECRET_SETTINGS = ("REPLICATE_API_TOKEN", "FAL_KEY", "ADMIN_TOKEN", "SECRET_KEY")
+from .jobs import current_jobs, recordkeeping
+from .providers import current_provider
 
 
 def records_operation(operation_type, *, default=None):
@@ -35,27 +38,20 @@ def records_operation(operation_type, *, default=None):
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            started = time.time()
+            created = datetime.now(timezone.utc)
             op_type = operation_type if isinstance(operation_type, str) else default
             try:
                 data = inputs.current()
                 if callable(operation_type):
                     op_type = operation_type(data)
-                result = current_app.ensure_sync(view)(*args, **kwargs)
+                task = current_app.ensure_sync(view)(*args, **kwargs)
             except Exception as exc:
-                steps = getattr(exc, "steps", ())
-                try:
-                    _record(op_type, started, error=exc, steps=steps)
-                finally:
-                    _remove_downloads([s.result for s in steps if s.result])
+                _record_refusal(op_type, created, exc)
                 raise
-            try:
-                record = _record(op_type, started, result=result, steps=result.steps)
-                if record and wants_html():
-                    return redirect(url_for("pages.operation", op_id=record["operationId"]), 303)
-                return jsonify(_success_body(op_type, result, record, time.time() - started))
-            finally:
-                _remove_downloads([result] + [s.result for s in result.steps if s.result])
+            record = _accept(op_type, created, data, task)
+            if record is None:
+                return answers.inline(op_type, _run_inline(task), created)
+            return answers.for_operation(record, wait=answers.wait_seconds())
 
         wrapper.unrecorded = view
         return wrapper
@@ -63,135 +59,61 @@ def records_operation(operation_type, *, default=None):
     return decorator
 
 
-def _record(op_type, started, result: Result | None = None, error=None, steps=()):
-    """Save the operation and its steps; on failure log it and return None."""
+def _accept(op_type, created, data, task) -> dict | None:
+    """Write the queued record and queue it; None when it cannot be kept."""
     if not current_app.config["RECORDING_ENABLED"]:
         return None
-    store = current_history()
-    op_id = store.new_id(datetime.fromtimestamp(started, timezone.utc))
-    g.operation_id = op_id
+    history = current_history()
+    spec = {"operation": task.operation, "params": task.params}
+    if task.plan:
+        spec["plan"] = task.plan
+    record = recordkeeping.accepted(op_type, created, data.fields, spec, current_provider().name)
+    record["operationId"] = history.new_id(created)
+    if task.plan:  # the steps' ids, known before they run
+        record["steps"] = [history.new_id(created) for _ in task.plan["steps"]]
+    try:
+        record = current_jobs().submit(record, [(u.data, u.filename) for u in data.uploads])
+    except OSError as e:  # storage full, read-only, refused: one clear line
+        current_app.logger.error("Could not save operation %s (%s): %s; it runs in the request "
+                                 "and its result is sent inline", record["operationId"],
+                                 op_type, e)
+        return None
+    g.operation_id = record["operationId"]
+    current_app.logger.info("Operation accepted: %s (%s)", record["operationId"], op_type)
+    return record
+
+
+def _record_refusal(op_type, created, exc) -> None:
+    """Record a request the view refused (bad input) as failed; log, never raise."""
+    if not current_app.config["RECORDING_ENABLED"]:
+        return
     try:
         data = inputs.current()
     except Exception:  # the body itself was unreadable: record what we know
         data = inputs.RequestData()
-    record = _base_record(op_type, started, time.time(), data.fields, result, error)
-    record["operationId"] = op_id
-    step_ids = [store.new_id(datetime.fromtimestamp(s.started, timezone.utc)) for s in steps]
-    if steps:
-        record["steps"] = step_ids
+    history = current_history()
+    ended = datetime.now(timezone.utc)
+    record = {**recordkeeping.accepted(op_type, created, data.fields, {},
+                                       current_provider().name),
+              **recordkeeping.failed(exc), "completedAt": iso(ended),
+              "durationMs": round((ended - created).total_seconds() * 1000, 1)}
+    record["operationId"] = history.new_id(created)
     try:
-        # The workflow first, then its steps: a step never points at a missing workflow.
-        record = store.save(record, [(u.data, u.filename) for u in data.uploads],
-                            result.files if result else [])
-    except OSError as e:  # storage full, read-only, refused: one clear line
-        current_app.logger.error("Could not save operation %s (%s): %s; the response is sent "
-                                 "all the same, with the result inline", op_id, op_type, e)
-        g.operation_id = None
-        return None
-    except Exception:
-        current_app.logger.exception("Could not save operation %s (%s); the response "
-                                     "is sent all the same", op_id, op_type)
-        g.operation_id = None
-        return None
-    for step, step_id in zip(steps, step_ids):
-        _save_step(store, step, op_id, step_id)
-    current_app.logger.info("Operation saved: %s (%s, %s, %d ms)", op_id, op_type,
-                            record["status"], record["durationMs"])
-    return record
-
-
-def _save_step(store, step, parent_id, step_id) -> None:
-    record = _base_record(step.operation, step.started, step.ended,
-                          {"prompt": step.prompt, **step.params}, step.result, step.error)
-    record.update(operationId=step_id, parentId=parent_id)
-    try:
-        store.save(record, step.inputs, step.result.files if step.result else [])
+        history.save(record, [(u.data, u.filename) for u in data.uploads])
     except Exception as e:
-        current_app.logger.error("Could not save step %s of workflow %s: %s", step_id,
-                                 parent_id, e)
+        current_app.logger.error("Could not save operation %s (%s): %s", record["operationId"],
+                                 op_type, e)
+        return
+    g.operation_id = record["operationId"]
+    current_app.logger.info("Operation saved: %s (%s, failed)", record["operationId"], op_type)
 
 
-def _secrets() -> list:
-    """The configured secret values (settings, or environment variables)."""
-    return [current_app.config.get(name) or os.environ.get(name) for name in SECRET_SETTINGS]
+def _run_inline(task):
+    """Run the task in the request, with nothing kept (the fallback)."""
+    provider = current_provider()
+    if task.plan:
+        uploads = [(data, None) for data in task.sources]
+        return workflow.run(task.plan, uploads, task.params, provider, history=None,
+                            parent=None)
+    return provider.run(task)
 
-
-def _base_record(op_type, started, ended, fields, result, error) -> dict:
-    secrets = _secrets()
-    prompt = fields.get("prompt")
-    record = {
-        "operationType": op_type,
-        "status": "failed" if error is not None else "succeeded",
-        "createdAt": iso(datetime.fromtimestamp(started, timezone.utc)),
-        "completedAt": iso(datetime.fromtimestamp(ended, timezone.utc)),
-        "durationMs": round((ended - started) * 1000, 1),
-        "prompt": prompt if isinstance(prompt, str) else None,
-        "parameters": inputs.parameters(inputs.RequestData(fields), secrets),
-        "resultUrl": None,
-        "resultUrls": [],
-        "workflowAnalysis": None,
-        "error": None,
-        "errorType": None,
-        "provider": {"name": current_provider().name, "model": None},
-    }
-    if result is not None:
-        record["resultUrl"] = result.urls[0] if result.urls else None
-        record["resultUrls"] = list(result.urls)
-        record["workflowAnalysis"] = result.analysis
-        record["provider"].update(model=result.model, **result.details)
-    record["provider"].update(getattr(error, "details", None) or {})
-    warnings = list(getattr(result, "warnings", None) or getattr(error, "warnings", None) or [])
-    if warnings:
-        record["warnings"] = warnings
-    if error is not None:
-        message, status = errors.describe(error)
-        detail = str(error) if status >= 500 and str(error) else message
-        record.update(error=_redact(detail, secrets), errorType=type(error).__name__,
-                      httpStatus=status)
-        record["workflowAnalysis"] = getattr(error, "analysis", None)
-    return record
-
-
-def _remove_downloads(results) -> None:
-    """Delete downloaded temp files the store did not move in (save failed,
-    recording off, or a step output the workflow passed on)."""
-    for result in results:
-        for item in result.files:
-            if isinstance(item, Path):
-                item.unlink(missing_ok=True)
-
-
-def _redact(text: str, secrets) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text
-
-
-def _success_body(op_type, result: Result, record, elapsed) -> dict:
-    body = {
-        "success": True,
-        "operationId": record["operationId"] if record else None,
-        "operationType": op_type,
-        "saved": record is not None,
-        "durationMs": round(elapsed * 1000, 1),
-        "provider": record["provider"] if record else {"name": current_provider().name,
-                                                      "model": result.model},
-    }
-    if record:
-        files = [url_for("history.operation_file", op_id=record["operationId"], name=f["file"])
-                 for f in record["outputs"]]
-        body.update(recordUrl=url_for("history.operation", op_id=record["operationId"]),
-                    fileUrl=files[0] if files else None, fileUrls=files,
-                    contentType=record["outputs"][0]["contentType"] if files else None)
-        urls = result.urls or files
-    else:  # nothing keeps the result: hand it over inline rather than lose it
-        urls = result.urls or [media.data_url(media.load(data)) for data in result.files]
-    body.update(resultUrl=urls[0] if urls else None, resultUrls=urls)
-    if result.analysis is not None:
-        body["workflowAnalysis"] = result.analysis
-    if getattr(result, "warnings", None):
-        body["warnings"] = list(result.warnings)
-    if record and record.get("steps"):
-        body["steps"] = record["steps"]
-    return body

@@ -10,23 +10,21 @@ rules below do::
 
 An input is ``upload:N`` (the N-th uploaded image) or ``step:N`` (the image
 step N made). ``validate`` checks any plan against that shape; ``execute``
-runs one and returns a ``Result`` carrying every step, which the recording
-decorator stores as operations of their own under the workflow's id.
+runs one as a job: each step is recorded as an operation of its own under the
+workflow's id as soon as it ends, and a workflow taken up again after a
+restart goes on from the first step not yet done.
 """
 
-import io
 import re
-import shutil
-import time
-from pathlib import Path
+from datetime import datetime, timezone
 
 from flask import g
-from PIL import Image
 
 from . import inputs, media
 from .catalog import OPERATIONS, WORKFLOWS, image_limits, makes_video
-from .errors import ApiError, GenerationError, ProviderError, describe
-from .providers import Result, Step, Task, current_provider
+from .errors import ApiError, GenerationError, OperationCanceled, ProviderError, describe
+from .history.filters import iso
+from .providers import Result, Task, current_provider
 
 MAX_IMAGES = 5
 MAX_STEPS = 5
@@ -69,12 +67,12 @@ assert set(TEMPLATES) == set(WORKFLOWS)
 class WorkflowStepError(GenerationError):
     """A step failed: the workflow fails, naming it; the steps so far are kept."""
 
-    def __init__(self, index: int, plan: dict, cause: Exception, steps: list):
+    def __init__(self, index: int, plan: dict, cause: Exception):
         message, status = describe(cause)
         operation = plan["steps"][index]["operation"]
         super().__init__(f"Workflow step {index + 1} of {len(plan['steps'])} ({operation}) "
                          f"failed: {message}", status=status)
-        self.steps, self.analysis = steps, plan
+        self.analysis = plan
 
 
 def detect(prompt: str, count: int) -> tuple[str, str]:
@@ -167,46 +165,74 @@ def _model_plan(prompt: str, count: int) -> dict | None:
         return plan
 
 
-def execute(plan: dict, uploads: list, images: list, params: dict) -> Result:
-    """Run every step of ``plan``; a failed step raises WorkflowStepError."""
-    provider = current_provider()
-    done: list[Step] = []
+def run(plan: dict, uploads: list, params: dict, provider, history, parent: dict,
+        on_job=None, on_progress=None) -> Result:
+    """Run the plan's steps in order, each recorded as its own operation (the
+    ids in the parent's ``steps``) as soon as it ends. A step already recorded
+    as succeeded (a workflow taken up again after a restart) is not run again:
+    its output feeds the next step. A failed step raises WorkflowStepError.
+
+    ``uploads`` are the workflow's input images as ``(bytes, original name)``;
+    with no ``history`` (nothing can be kept) the steps run unrecorded.
+    """
+    from .jobs import recordkeeping  # the job layer builds records; it imports this module
+
+    count, outputs, last = len(plan["steps"]), {}, None
     for index, spec in enumerate(plan["steps"]):
+        step_id = parent["steps"][index] if parent else None
+        done = history.get(step_id) if history else None
+        if done is not None and done["status"] == "succeeded" and done["outputs"]:
+            outputs[index] = history.read_file(step_id, done["outputs"][0]["file"])
+            continue
+        pairs = [_input(ref, uploads, outputs) for ref in spec["inputs"]]
         operation = spec["operation"]
-        pairs = [_input(ref, uploads, images, done) for ref in spec["inputs"]]
         step_params = {k: params[k] for k in STEP_PARAMS[operation] if k in params}
-        step = Step(operation, spec.get("prompt", ""), step_params,
-                    [(data, name) for data, name, _ in pairs], time.time(), 0.0)
+        started = datetime.now(timezone.utc)
+        record = recordkeeping.accepted(operation, started, {"prompt": spec.get("prompt", ""),
+                                                            **step_params},
+                                        {"operation": operation, "params": step_params},
+                                        provider.name)
+        record.update(operationId=step_id, parentId=parent and parent["operationId"],
+                      startedAt=iso(started))
+
+        def progress(state, index=index):
+            if on_progress:
+                share = {"progress": (index + state["progress"]) / count} \
+                    if "progress" in state else {}
+                on_progress({**state, **share, "step": index + 1})
+
+        task = Task(operation, spec.get("prompt", ""), step_params,
+                    [media.decode_rgb(data) for data, _ in pairs], [data for data, _ in pairs],
+                    on_job=on_job, on_progress=progress)
         try:
-            step.result = provider.run(Task(operation, step.prompt, step_params,
-                                            [image for _, _, image in pairs],
-                                            [data for data, _, _ in pairs]))
+            last = provider.run(task)
+        except OperationCanceled:
+            raise
         except Exception as exc:
-            step.error, step.ended = exc, time.time()
-            done.append(step)
-            raise WorkflowStepError(index, plan, exc, done) from exc
-        step.ended = time.time()
-        done.append(step)
-    last = done[-1].result
-    # The workflow keeps its own copy: the last step's downloads move into its record.
-    files = [_copy(item, provider.store) for item in last.files]
-    return Result(files=files, urls=last.urls, model=last.model,
-                  details={"steps": len(done)}, analysis=plan, steps=done)
+            _save_step(history, record, recordkeeping.failed(exc), pairs)
+            raise WorkflowStepError(index, plan, exc) from exc
+        outputs[index] = media.load(last.files[0]) if last.files else b""
+        _save_step(history, record, recordkeeping.succeeded(last), pairs, last.files)
+        progress({"progress": 1.0})
+    final = outputs[count - 1]
+    return Result(files=[final] if final else [], urls=last.urls if last else [],
+                  model=last.model if last else None, details={"steps": count}, analysis=plan)
 
 
-def _copy(item, store):
-    if not isinstance(item, Path):
-        return item
-    copy = store.temp_file()
-    shutil.copyfile(item, copy)
-    return copy
+def _save_step(history, record: dict, outcome: dict, pairs, files=()) -> None:
+    if history is None:
+        return
+    ended = datetime.now(timezone.utc)
+    record = {**record, **outcome, "provider": {**record["provider"], **outcome.get("provider", {})},
+              "completedAt": iso(ended),
+              "durationMs": round((ended - datetime.fromisoformat(
+                  record["startedAt"].replace("Z", "+00:00"))).total_seconds() * 1000, 1)}
+    history.save(record, [(data, name) for data, name in pairs], list(files))
 
 
-def _input(ref: str, uploads, images, done):
-    """``(bytes, original name, decoded image)`` for an input reference."""
+def _input(ref: str, uploads: list, outputs: dict):
+    """``(bytes, original name)`` for an input reference of a plan."""
     source, _, number = ref.partition(":")
     if source == "upload":
-        upload = uploads[int(number)]
-        return upload.data, upload.filename, images[int(number)]
-    data = media.load(done[int(number)].result.files[0])
-    return data, None, Image.open(io.BytesIO(data)).convert("RGB")
+        return uploads[int(number)]
+    return outputs[int(number)], None

@@ -20,6 +20,7 @@ def app(storage_dir):
     app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir), "HISTORY_CHECK_WAITS": True,
                       "MAX_VIDEO_FRAMES": 24, "LOCAL_VIDEO_SIZE": 96})
     yield app
+    app.extensions["jobs"].stop_workers()
 
 
 @pytest.fixture

@@ -309,8 +309,8 @@ def test_storage_full_or_read_only_still_answers_200_with_the_result_inline(
         assert len(lines) == 1 and lines[0].exc_info is None
         assert [op["operationId"] for op in client.get("/api/history").get_json()[
             "operations"]] == [before]
-        leftovers = [p.name for p in storage_dir.iterdir()
-                     if p.name not in (f"{before}.json", "filler", ".locks")
+        leftovers = [p.name for p in storage_dir.iterdir() if p.is_file()
+                     and p.name not in (f"{before}.json", "filler")
                      and not p.name.startswith(before)]
         assert leftovers == []
     finally:

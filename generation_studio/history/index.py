@@ -173,6 +173,12 @@ class OperationIndex:
         row = self.execute("SELECT created_at FROM operations WHERE id = ?", (op_id,)).fetchone()
         return row[0] if row else None
 
+    def with_status(self, statuses) -> list[str]:
+        statuses = list(statuses)
+        return [r[0] for r in self.execute(
+            f"SELECT id FROM operations WHERE status IN ({', '.join('?' * len(statuses))})",
+            statuses)]
+
     def steps_of(self, op_id: str) -> list[str]:
         return [r[0] for r in self.execute("SELECT id FROM operations WHERE parent_id = ?",
                                            (op_id,))]

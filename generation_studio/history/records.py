@@ -15,6 +15,7 @@ from ..storage import layout
 
 SCHEMA_VERSION = 1
 FINAL_STATUSES = ("succeeded", "failed", "canceled")
+UNFINISHED = ("queued", "running")
 _TIME_FIELDS = ("createdAt", "timestamp", "created_at", "date")
 
 
@@ -45,7 +46,7 @@ def normalize(op_id: str, raw: dict) -> dict:
         found = next((raw[k] for k in _TIME_FIELDS if isinstance(raw.get(k), str)), None)
         day = layout.day_of(op_id)
         record["createdAt"] = found or f"{day[:4]}-{day[4:6]}-{day[6:]}T00:00:00.000Z"
-    if record.get("status") not in (*FINAL_STATUSES, "queued", "running"):
+    if record.get("status") not in (*FINAL_STATUSES, *UNFINISHED):
         record["status"] = "failed" if raw.get("error") else "succeeded"
     if not isinstance(record.get("provider"), dict):
         name = record.get("provider")

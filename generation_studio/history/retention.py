@@ -18,7 +18,6 @@ from .filters import FilterError
 from .index import cutoff
 
 UNITS = {"d": "days", "h": "hours", "w": "weeks", "m": "minutes"}
-UNFINISHED = ("queued", "running")
 
 
 def parse_age(text: str) -> timedelta:
@@ -53,9 +52,7 @@ def compress(history, older_than: timedelta, progress=None) -> dict:
     """Pack every finished operation of the days older than ``older_than``."""
     last_day = (datetime.now(timezone.utc) - older_than).strftime("%Y%m%d")
     listing = history.folder.scan()
-    unfinished = set(history.keeper.query(
-        lambda ix: [r[0] for r in ix.execute(
-            "SELECT id FROM operations WHERE status IN (?, ?)", UNFINISHED)], lambda: []))
+    unfinished = set(history.unfinished())
     days = {}
     for op_id in listing.records - unfinished:
         if layout.day_of(op_id) < last_day:

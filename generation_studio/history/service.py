@@ -10,6 +10,7 @@ statistics) and rebuilds the index in the background, in its place or, when
 that place cannot be written, in the system's temp folder.
 """
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -98,6 +99,26 @@ class HistoryService:
         events.operation_saved.send(self, record=record)
         return record
 
+    def update(self, op_id: str, change, outputs=()) -> dict | None:
+        """Change a record in place, under its day's lock, so that two writers
+        never lose each other's change: ``change(record)`` gets the record as
+        on disk and returns the fields to set, or None to leave it as it is.
+        ``outputs`` (bytes, or temp files of this folder) are written first.
+        Returns the new record, or None when ``change`` declined."""
+        with self.locks.exclusive([layout.day_of(op_id)]):
+            data = self.folder.read(layout.record_name(op_id))
+            if data is None:
+                raise NotFound(f"No operation {op_id!r}")
+            record = json.loads(data)
+            changes = change(record)
+            if changes is None:
+                return None
+            record.update(changes)
+            self.folder.rewrite(op_id, record, outputs)
+            self.keeper.add([records.normalize(op_id, record)])
+        events.operation_saved.send(self, record=record)
+        return record
+
     def restore(self, op_id: str, record_data: bytes, files: dict) -> dict:
         """Put an operation back (from a backup): ``files`` maps each of its
         file names to a finished temp file of this folder (see ``temp_file``),
@@ -172,6 +193,18 @@ class HistoryService:
                 data = archive.read(self.root, [name]).get(name)
                 return (data, entry) if data is not None else None
         return None
+
+    def read_file(self, op_id: str, name: str) -> bytes:
+        """The bytes of one of ``op_id``'s files; NotFound when it is gone."""
+        found = self.open_file(op_id, name)
+        if found is None:
+            raise NotFound(f"Operation {op_id!r} has no file {name!r}")
+        data = found[0]
+        return data if isinstance(data, bytes) else data.read_bytes()
+
+    def unfinished(self) -> list[str]:
+        """Ids of the operations queued or running (empty while the index rebuilds)."""
+        return self.keeper.query(lambda ix: ix.with_status(records.UNFINISHED), lambda: [])
 
     def with_steps(self, op_id: str) -> list[str]:
         """``op_id`` and the ids of its workflow steps, steps first."""

@@ -8,6 +8,7 @@ chooses the provider; ``local`` runs offline.
 """
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from flask import current_app
 from PIL import Image
@@ -23,6 +24,9 @@ class Task:
     params: dict = field(default_factory=dict)
     images: list[Image.Image] = field(default_factory=list)
     sources: list[bytes] = field(default_factory=list)
+    on_job: Callable[[dict], None] | None = None
+    on_progress: Callable[[dict], None] | None = None
+    plan: dict | None = None
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Result:
     details: dict = field(default_factory=dict)
     analysis: dict | None = None
     steps: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -20,7 +20,7 @@ def edit_type(data: inputs.RequestData) -> str:
 def image():
     prompt = inputs.prompt()
     images = inputs.images(1, image_limits("image_edit_multiple")[1])
-    return params.run(edit_type(inputs.current()), prompt, params.output_format(),
+    return params.task(edit_type(inputs.current()), prompt, params.output_format(),
                       images=images)
 
 
@@ -28,12 +28,12 @@ def image():
 @records_operation("pose_transfer")
 def pose():
     """images[0] is the subject, images[1] the pose reference."""
-    return params.run("pose_transfer", inputs.prompt(required=False), params.output_format())
+    return params.task("pose_transfer", inputs.prompt(required=False), params.output_format())
 
 
 @bp.post("/style")
 @records_operation("style_transfer")
 def style():
     """images[0] is the content, images[1] the style reference."""
-    return params.run("style_transfer", inputs.prompt(required=False), params.strength(1.0),
+    return params.task("style_transfer", inputs.prompt(required=False), params.strength(1.0),
                       params.output_format())

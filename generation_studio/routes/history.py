@@ -4,12 +4,18 @@ history service, as the pages' and the CLI's do."""
 
 import hmac
 import io
+import json
+import time
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from .. import inputs
 from ..errors import ApiError
-from ..history import current_history, export, filters
+from ..history import current_history, export, filters, records
+from ..jobs import Finished, current_jobs
+
+EVENTS_POLL_SECONDS = 0.25
+EVENTS_HEARTBEAT_SECONDS = 15
 
 bp = Blueprint("history", __name__)
 
@@ -70,13 +76,58 @@ def delete(op_id):
     return jsonify(success=True, deleted=ids, freedBytes=freed)
 
 
+@bp.post("/api/history/<op_id>/cancel")
+def cancel(op_id):
+    """Cancel a queued or running operation (409 once it has ended)."""
+    _require_admin()
+    try:
+        record = current_jobs().cancel(op_id)
+    except Finished as e:
+        raise ApiError(str(e), status=409) from None
+    if record["status"] == "running":  # its worker stops at the next frame, step or poll
+        record = current_jobs().wait(op_id, current_app.config["CANCEL_WAIT_SECONDS"]) or record
+    return jsonify(success=True, operation=record)
+
+
+@bp.get("/api/history/<op_id>/events")
+def operation_events(op_id):
+    """The operation's status and progress as Server-Sent Events, until it ends."""
+    history = current_history()
+    history.require(op_id)
+    longest = current_app.config["EVENTS_MAX_SECONDS"]
+
+    def stream():
+        last, beat, ends = None, time.monotonic(), time.monotonic() + longest
+        yield "retry: 2000\n\n"
+        while time.monotonic() < ends:
+            record = history.get(op_id)
+            if record is None:
+                yield "event: gone\ndata: {}\n\n"
+                return
+            state = {k: record.get(k) for k in ("operationId", "status", "progress",
+                                                 "providerState", "startedAt")}
+            if state != last:
+                last, beat = state, time.monotonic()
+                yield f"event: status\ndata: {json.dumps(state)}\n\n"
+            if records.is_final(record):
+                yield f"event: end\ndata: {json.dumps({'operation': record})}\n\n"
+                return
+            if time.monotonic() - beat >= EVENTS_HEARTBEAT_SECONDS:
+                beat = time.monotonic()
+                yield ": heartbeat\n\n"
+            time.sleep(EVENTS_POLL_SECONDS)
+
+    return Response(stream(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 def _require_admin():
     token = current_app.config.get("ADMIN_TOKEN")
     if not token:
         return
     given = request.headers.get("Authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        raise ApiError("Deleting needs the admin token: send Authorization: Bearer <ADMIN_TOKEN>",
+        raise ApiError("This needs the admin token: send Authorization: Bearer <ADMIN_TOKEN>",
                        status=401, headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -1,9 +1,11 @@
 """Parameters several route families share, checked the same way everywhere,
-and ``run``: a task handed to the app's provider."""
+and ``task``: what a view returns for the decorator to queue."""
+
+import secrets
 
 from .. import inputs
 from ..catalog import image_limits
-from ..providers import Task, current_provider
+from ..providers import Task
 from ..providers.local.render import ASPECT_SIZES
 from ..providers.local.video import MOTIONS
 
@@ -22,7 +24,10 @@ def aspect_ratio(default: str) -> dict:
 
 
 def seed() -> dict:
-    return {"seed": inputs.number("seed", 0, 2**32 - 1, integer=True)}
+    """The seed asked for, or one drawn now: the job then runs (and runs again
+    after a restart) with the seed its record shows."""
+    value = inputs.number("seed", 0, 2**32 - 1, integer=True)
+    return {"seed": secrets.randbelow(2**32) if value is None else value}
 
 
 def strength(default: float) -> dict:
@@ -39,13 +44,12 @@ def motion() -> dict:
     return {"motion": inputs.choice("motion", MOTIONS)}
 
 
-def run(operation: str, prompt: str, *groups: dict, images=None):
-    """Run ``operation`` on the provider with the parameter ``groups`` merged.
-
-    The input images are read within the operation's limits unless given.
-    """
+def task(operation: str, prompt: str, *groups: dict, images=None, plan=None) -> Task:
+    """The task ``operation`` with the parameter ``groups`` merged, checked
+    and ready to queue. The input images are read within the operation's
+    limits unless given."""
     if images is None:
         images = inputs.images(*image_limits(operation))
     params = {k: v for group in groups for k, v in group.items() if v is not None}
     sources = [upload.data for upload in inputs.current().uploads]
-    return current_provider().run(Task(operation, prompt, params, images, sources))
+    return Task(operation, prompt, params, images, sources, plan=plan)

@@ -12,7 +12,7 @@ bp = Blueprint("video", __name__, url_prefix="/api/video")
 @bp.post("/text-to-video")
 @records_operation("text_to_video")
 def text_to_video():
-    return params.run("text_to_video", inputs.prompt(), params.video(),
+    return params.task("text_to_video", inputs.prompt(), params.video(),
                       params.aspect_ratio("16:9"), params.seed())
 
 
@@ -20,4 +20,4 @@ def text_to_video():
 @records_operation("image_to_video_single")
 def img_to_video():
     """The motion comes from the prompt ("zoom out", "pan left"...)."""
-    return params.run("image_to_video_single", inputs.prompt(), params.video())
+    return params.task("image_to_video_single", inputs.prompt(), params.video())

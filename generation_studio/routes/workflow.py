@@ -25,5 +25,4 @@ def execute():
     images = inputs.images(0, workflow.MAX_IMAGES)
     request_params = {**params.video(), **params.aspect_ratio("1:1"), **params.seed(),
                       **params.output_format()}
-    return workflow.execute(plan, inputs.current().uploads, images,
-                            {k: v for k, v in request_params.items() if v is not None})
+    return params.task(plan["type"], inputs.prompt(), request_params, images=images, plan=plan)

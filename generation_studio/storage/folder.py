@@ -61,12 +61,7 @@ class OperationFolder:
                 self._write_file(written, lambda ext, n=n: layout.input_name(op_id, n, ext),
                                  data, originalName=name)
                 for n, (data, name) in enumerate(inputs)]
-            several = len(outputs) > 1
-            record["outputs"] = [
-                self._write_file(written, lambda ext, n=n: layout.output_name(op_id, n, several, ext),
-                                 data)
-                for n, data in enumerate(outputs)]
-            record["resultFile"] = record["outputs"][0]["file"] if outputs else None
+            record.update(self._write_outputs(written, op_id, outputs))
             self.write_record(op_id, record, sync_dir=False)
             fsync_dir(self.root)  # one fsync makes every rename above durable
         except BaseException:
@@ -74,6 +69,29 @@ class OperationFolder:
                 path.unlink(missing_ok=True)
             raise
         return record
+
+    def rewrite(self, op_id: str, record: dict, outputs=()) -> dict:
+        """Write ``outputs`` (as in ``write``), then the record over its old
+        version; a failure removes the new outputs and keeps the old record."""
+        written = []
+        try:
+            if outputs:
+                record.update(self._write_outputs(written, op_id, outputs))
+            self.write_record(op_id, record, sync_dir=False)
+            fsync_dir(self.root)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        return record
+
+    def _write_outputs(self, written: list, op_id: str, outputs) -> dict:
+        several = len(outputs) > 1
+        entries = [
+            self._write_file(written, lambda ext, n=n: layout.output_name(op_id, n, several, ext),
+                             data)
+            for n, data in enumerate(outputs)]
+        return {"outputs": entries, "resultFile": entries[0]["file"] if entries else None}
 
     def write_record(self, op_id: str, record: dict, sync_dir: bool = True) -> None:
         write_atomic(self.path(layout.record_name(op_id)),

@@ -53,7 +53,11 @@ class LocalProvider(Provider):
         fps = task.params["fps"]
         count = video.frame_count(task.params["duration"], fps, self.config["MAX_VIDEO_FRAMES"])
         size = video.frame_size(aspect, self.config["LOCAL_VIDEO_SIZE"])
-        return Result(files=[video.encode(make_frames(count, size), fps)], model=MODEL,
+        frames = []
+        for frame in make_frames(count, size):
+            frames.append(frame)
+            report(task, 0.95 * len(frames) / count)  # encoding takes the rest
+        return Result(files=[video.encode(frames, fps)], model=MODEL,
                       details={"width": size[0], "height": size[1], "frames": count, "fps": fps,
                                "durationSeconds": count / fps})
 
@@ -103,3 +107,9 @@ class LocalProvider(Provider):
         first, second = task.images[:2]
         return self._video_result(
             task, lambda n, size: video.cross_fade(first, second, n, size), first.size)
+
+
+def report(task: Task, progress: float) -> None:
+    """Tell the job how far this task is (it raises there when canceled)."""
+    if task.on_progress is not None:
+        task.on_progress({"progress": progress})

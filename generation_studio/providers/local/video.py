@@ -58,21 +58,23 @@ def _window(size, t: float, motion: str) -> tuple[float, float, float, float]:
     return (x, y, x + cw, y + ch)
 
 
-def ken_burns(image: Image.Image, count: int, size, motion: str) -> list[Image.Image]:
+# Frame makers yield one frame at a time, so that the caller can report
+# progress and stop between frames.
+def ken_burns(image: Image.Image, count: int, size, motion: str):
     source = _cover(image, (round(size[0] * ZOOM), round(size[1] * ZOOM)))
-    return [source.resize(size, Image.BILINEAR, box=_window(source.size, _t(i, count), motion))
-            for i in range(count)]
+    return (source.resize(size, Image.BILINEAR, box=_window(source.size, _t(i, count), motion))
+            for i in range(count))
 
 
-def pan_rendering(prompt: str, seed: int, count: int, size) -> list[Image.Image]:
+def pan_rendering(prompt: str, seed: int, count: int, size):
     wide = render.render(prompt, seed, (round(size[0] * 1.6), size[1]))
-    return [wide.crop((round(x), 0, round(x) + size[0], size[1]))
-            for x in (_t(i, count) * (wide.width - size[0]) for i in range(count))]
+    return (wide.crop((round(x), 0, round(x) + size[0], size[1]))
+            for x in (_t(i, count) * (wide.width - size[0]) for i in range(count)))
 
 
-def cross_fade(first: Image.Image, second: Image.Image, count: int, size) -> list[Image.Image]:
+def cross_fade(first: Image.Image, second: Image.Image, count: int, size):
     a, b = _cover(first, size), _cover(second, size)
-    return [Image.blend(a, b, _t(i, count)) for i in range(count)]
+    return (Image.blend(a, b, _t(i, count)) for i in range(count))
 
 
 def _t(i: int, count: int) -> float:
