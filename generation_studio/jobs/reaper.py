@@ -12,11 +12,10 @@ every ``LEASE_SECONDS``.
 Every process with workers runs this; the claim makes duplicates harmless.
 """
 
-import os
-import socket
 from datetime import datetime, timedelta, timezone
 
 from ..history.filters import iso
+from . import leases
 
 REQUEUE_AFTER_SECONDS = 300
 
@@ -24,27 +23,10 @@ REQUEUE_AFTER_SECONDS = 300
 def stale(record: dict, now: datetime) -> bool:
     """Whether ``record`` has lost its worker (or never reached the queue)."""
     if record.get("status") == "running":
-        lease = record.get("lease") or {}
-        return lease.get("until", "") < iso(now) or _owner_gone(lease.get("owner", ""))
+        return not leases.held(record, now)
     if record.get("status") == "queued":
         since = record.get("enqueuedAt") or record.get("createdAt") or ""
         return since < iso(now - timedelta(seconds=REQUEUE_AFTER_SECONDS))
-    return False
-
-
-def _owner_gone(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return False  # this very process: a live thread of ours holds it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
     return False
 
 

@@ -16,8 +16,6 @@
    holds the lease.
 """
 
-import os
-import socket
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -28,7 +26,7 @@ from ..errors import OperationCanceled
 from ..history import NotFound, records
 from ..history.filters import iso
 from ..providers import Task
-from . import recordkeeping
+from . import leases, recordkeeping
 
 PROGRESS_EVERY_SECONDS = 0.5
 
@@ -40,7 +38,7 @@ def now_iso() -> str:
 def run(jobs, op_id: str) -> None:
     app = jobs.app
     history = app.extensions["history"]
-    owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    owner = leases.me()
     try:
         record = claim(history, op_id, owner, app.config["LEASE_SECONDS"])
     except NotFound:
@@ -85,9 +83,7 @@ def claim(history, op_id: str, owner: str, lease_seconds: float) -> dict | None:
     def change(record):
         if records.is_final(record):
             return None
-        lease = record.get("lease") or {}
-        if record["status"] == "running" and lease.get("until", "") > iso(now) \
-                and lease.get("owner") != owner:
+        if leases.held(record, now, by_other_than=owner):
             return None  # a live worker has it
         if record.get("cancelRequested"):
             return {"status": "canceled", "completedAt": iso(now), "lease": None}
@@ -131,8 +127,6 @@ class Reporter:
 
     def progress(self, state: dict) -> None:
         """What a provider reports (``{"progress": 0.4}``, a queue position...)."""
-        if self.canceled:
-            raise OperationCanceled()
         self._pending.update({k: v for k, v in state.items() if k == "progress"})
         if "progress" not in state:
             self._pending["providerState"] = state
