@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test pytest storage-check chromium bench mutation clean
+.PHONY: run test lint pytest storage-check debian-packages bench mutation clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,14 +14,19 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# gunicorn (several web processes) and one job worker; `flask run` alone also works.
 run: $(VENV)/.installed
-	$(PY) -m flask --app generation_studio run --host $(HOST) --port $(PORT)
+	PY=$(PY) HOST=$(HOST) PORT=$(PORT) ./scripts/run.sh
 
-test: chromium pytest storage-check
+test: debian-packages lint pytest storage-check
 
-# The browser tests drive Debian's Chromium (Playwright downloads no browser here).
-chromium:
-	@command -v chromium >/dev/null || ./scripts/install_chromium.sh
+# The tests start real components: Debian's chromium (Playwright downloads no
+# browser here) and redis-server.
+debian-packages:
+	@./scripts/install_debian.sh
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check generation_studio tests benchmarks
 
 pytest: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -34,10 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image  # noqa: E402
 
-from generation_studio import create_app, queries, retention  # noqa: E402
+from generation_studio import create_app  # noqa: E402
+from generation_studio.history.filters import Filters  # noqa: E402
 from generation_studio.catalog import OPERATIONS  # noqa: E402
 from generation_studio.media import describe  # noqa: E402
-from generation_studio.store import random_token  # noqa: E402
+from generation_studio.storage.layout import new_id  # noqa: E402
 
 # Prompt words with a Zipf-like spread, as real prompts have: a few common
 # words ("portrait", "light"), a long tail of rare ones.
@@ -84,7 +85,7 @@ def seed_store(root: Path, count: int):
 
 
 def write(root, rng, when, op_type, parent, files, infos) -> str:
-    op_id = f"{when:%Y%m%d}_{random_token()}"
+    op_id = new_id(when)
     failed = rng.random() < 0.1
     low, _, _ = OPERATIONS.get(op_type, (1, 1, "video"))
     entries = []
@@ -198,10 +199,11 @@ def main():
 
         startup_s, startup_mb = command(root, "history", "list", "--limit", "1")
         reindex_s, reindex_mb = command(root, "history", "reindex")
-        app = create_app({"STORAGE_DIR": str(root), "LOG_LEVEL": "WARNING"})
+        app = create_app({"STORAGE_DIR": str(root), "LOG_LEVEL": "WARNING",
+                          "HISTORY_CHECK_WAITS": True})
         client = app.test_client()
-        store = app.extensions["operation_store"]
-        deep_id = queries.page(store.index, queries.Filters(), 1, args.operations // 10 * 9)[0][0]
+        store = app.extensions["history"]
+        deep_id = store.page(Filters(), 1, args.operations // 10 * 9).operations[0]["operationId"]
         requests = {
             "first page (50)": "/api/history",
             "filtered page (type+status)": "/api/history?type=text_to_image&status=succeeded",
@@ -218,10 +220,10 @@ def main():
             assert answer.status_code == 200
             if "total" in answer.get_json():
                 label += f" [{answer.get_json()['total']:,} match]"
-            rows.append((label, timed(lambda: client.get(url), args.repeat)))
+            rows.append((label, timed(lambda url=url: client.get(url), args.repeat)))
         baseline = timed(lambda: plain_scan_first_page(root), max(3, args.repeat // 10))
         export_s, export_mb = command(root, "history", "export", "-o", str(work / "export.csv"))
-        cleanup_s = timed(lambda: retention.cleanup(store, timedelta(days=30)), 1)[0] / 1000
+        cleanup_s = timed(lambda: store.cleanup(timedelta(days=30)), 1)[0] / 1000
 
         print(f"\n{'measure':46}{'median ms':>11}{'p95 ms':>10}")
         for label, samples in rows:
@@ -237,7 +239,7 @@ def main():
               f"peak {startup_mb:.0f} MB")
         print(f"reindex of {args.operations:,} (flask history reindex): {reindex_s:.2f} s, "
               f"peak {reindex_mb:.0f} MB")
-        print(f"30-day clean-up: {cleanup_s:.2f} s, {len(store.index.ids()):,} operations left")
+        print(f"30-day clean-up: {cleanup_s:.2f} s, {len(list(store.index.ids())):,} operations left")
         print(f"benchmark process peak memory (the plain scan holds every record): "
               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     finally:

@@ -49,7 +49,8 @@ def for_operation(record: dict, wait: float):
         return jsonify(success_body(record))
     if record["status"] == "failed":
         response, status = error_body(record.get("errorAnswer") or record.get("error")
-                                      or "failed", record.get("httpStatus") or 500)
+                                      or "failed", record.get("httpStatus") or 500,
+                                      record.get("errorField"))
         if record.get("retryAfter") and hasattr(response, "headers"):
             response.headers["Retry-After"] = str(record["retryAfter"])
         return response, status

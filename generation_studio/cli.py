@@ -73,7 +73,7 @@ def _age(text: str):
     try:
         return retention.parse_age(text)
     except FilterError as e:
-        raise click.BadParameter(e.message)
+        raise click.BadParameter(e.message) from None
 
 
 @history.command("list")
@@ -225,7 +225,7 @@ def init_command():
     try:
         service.root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise click.ClickException(f"Cannot use {service.root}: {e}")
+        raise click.ClickException(f"Cannot use {service.root}: {e}") from None
     done = service.recover()
     click.echo(f"Storage folders initialised: {service.root}")
     click.echo(f"Removed {done.get('tempFiles', 0)} temporary file(s) of dead writers and "

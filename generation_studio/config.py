@@ -111,4 +111,28 @@ DEFAULTS = {
     "MAX_RESULT_BYTES": 512 * MB,
     # Token for DELETE and the admin pages (none: open).
     "ADMIN_TOKEN": None,
+
+    # Backup to S3-compatible storage (generation_studio/backup). None: off.
+    # "s3://bucket/prefix"; credentials and region are read the boto3 way
+    # (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_PROFILE).
+    "BACKUP_URL": None,
+    # The store's address when it is not AWS S3 (MinIO, R2, B2, Ceph...).
+    "BACKUP_ENDPOINT_URL": None,
+    # Send each operation when it ends (false: only `flask backup run`, from cron say).
+    "BACKUP_AUTO": True,
+    # Seconds to connect and to wait for an answer, and attempts per request
+    # (the first included): a store that does not answer fails in seconds
+    # (at most attempts x timeout), not minutes.
+    "BACKUP_CONNECT_TIMEOUT": 3,
+    "BACKUP_READ_TIMEOUT": 10,
+    "BACKUP_MAX_ATTEMPTS": 2,
+    # Files larger than this many MB go up as multipart uploads of this size.
+    "BACKUP_MULTIPART_MB": 8,
+    # Backoff after a failed upload: doubles from the first to the second.
+    "BACKUP_RETRY_SECONDS": 2,
+    "BACKUP_RETRY_MAX_SECONDS": 300,
+    # How often the uploader looks for work other processes queued, and how
+    # often it compares the whole history with the bucket (archives, misses).
+    "BACKUP_POLL_SECONDS": 5,
+    "BACKUP_RESCAN_SECONDS": 3600,
 }

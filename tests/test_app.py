@@ -60,5 +60,6 @@ def test_an_unusable_storage_folder_does_not_stop_start_up(tmp_path, caplog):
 
 
 def test_unknown_provider_fails_start_up_clearly(storage_dir):
-    with pytest.raises(ValueError, match="GENERATION_PROVIDER='nope' is unknown; choose one of fal, local, replicate"):
+    with pytest.raises(ValueError, match="GENERATION_PROVIDER='nope' is unknown; "
+                                         "choose one of fal, local, replicate"):
         create_app({"STORAGE_DIR": str(storage_dir), "GENERATION_PROVIDER": "nope"})

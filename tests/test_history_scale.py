@@ -295,7 +295,8 @@ def test_delete_needs_the_admin_token_when_set(client, app, store, storage_dir):
     assert response.status_code == 200
     assert response.get_json()["deleted"] == [op_id] and response.get_json()["freedBytes"] > 0
     assert _files_of(storage_dir, op_id) == [] and client.get(f"/api/history/{op_id}").status_code == 404
-    assert client.delete(f"/api/history/{op_id}", headers={"Authorization": "Bearer let-me-in"}).status_code == 404
+    assert client.delete(f"/api/history/{op_id}",
+                         headers={"Authorization": "Bearer let-me-in"}).status_code == 404
 
 
 def test_deleting_a_workflow_deletes_its_steps(client, runner, store):

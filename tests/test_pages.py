@@ -50,7 +50,8 @@ def test_studio_has_every_form_with_its_limits(client):
 
 
 def test_run_again_needs_the_csrf_token(client, records):
-    op_id = client.post("/api/generate/text-to-image", json={"prompt": "a kite", "seed": 4}).get_json()["operationId"]
+    op_id = client.post("/api/generate/text-to-image",
+                        json={"prompt": "a kite", "seed": 4}).get_json()["operationId"]
     assert client.post(f"/history/{op_id}/rerun").status_code == 400
     response = client.post(f"/history/{op_id}/rerun", data={"csrf_token": csrf(client)})
     assert response.status_code == 303
@@ -61,7 +62,8 @@ def test_run_again_needs_the_csrf_token(client, records):
 
 def test_run_again_resends_the_input_images(client, records, storage_dir):
     picture = png_bytes((48, 32), pattern=True)
-    first = client.post("/api/edit/image", data={"prompt": "blur", "images": [(__import__("io").BytesIO(picture), "p.png")]},
+    first = client.post("/api/edit/image", data={
+        "prompt": "blur", "images": [(__import__("io").BytesIO(picture), "p.png")]},
                         content_type="multipart/form-data").get_json()["operationId"]
     client.post(f"/history/{first}/rerun", data={"csrf_token": csrf(client)})
     again = [r for r in records() if r["operationId"] != first][0]

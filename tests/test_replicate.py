@@ -7,6 +7,8 @@ import logging
 import pytest
 
 from generation_studio import create_app
+from generation_studio.errors import ProviderError
+from generation_studio.providers import Task
 
 from .conftest import png_bytes, stored_names
 from .fakes import FakeReplicate
@@ -20,18 +22,25 @@ URL = "/api/generate/text-to-image"
 def fake():
     fake = FakeReplicate(TOKEN)
     yield fake
-    fake.server.close()
+    fake.close()
+
+
+def settings(fake, storage_dir, **more) -> dict:
+    """The app's settings against ``fake``, with fast polling and retries."""
+    return {
+        "TESTING": True, "STORAGE_DIR": str(storage_dir), "GENERATION_PROVIDER": "replicate",
+        "REPLICATE_API_BASE": f"{fake.origin}/v1", "REPLICATE_API_TOKEN": TOKEN,
+        "REPLICATE_WAIT_SECONDS": 5, "ALLOWED_RESULT_ORIGINS": [fake.cdn.origin],
+        "PROVIDER_SCHEMA_DIR": str(storage_dir.parent / "schemas"),
+        "PROVIDER_POLL_INTERVAL": 0.01, "PROVIDER_POLL_MAX_INTERVAL": 0.02,
+        "PROVIDER_RETRY_BACKOFF": 0.01, "PROVIDER_RETRY_MAX_BACKOFF": 0.05,
+        "PROVIDER_MAX_RETRY_WAIT": 0.05, "PROVIDER_CANCEL_TIMEOUT": 1,
+        "PROVIDER_IMAGE_DEADLINE": 5, "PROVIDER_VIDEO_DEADLINE": 5, **more}
 
 
 @pytest.fixture
 def app(fake, storage_dir):
-    return create_app({
-        "TESTING": True, "STORAGE_DIR": str(storage_dir), "GENERATION_PROVIDER": "replicate",
-        "REPLICATE_API_BASE": f"{fake.origin}/v1", "REPLICATE_API_TOKEN": TOKEN,
-        "REPLICATE_WAIT_SECONDS": 5, "ALLOWED_RESULT_ORIGINS": [fake.origin],
-        "PROVIDER_POLL_INTERVAL": 0.01, "PROVIDER_POLL_MAX_INTERVAL": 0.02,
-        "PROVIDER_RETRY_BACKOFF": 0.01, "PROVIDER_MAX_RETRY_WAIT": 0.05,
-        "PROVIDER_IMAGE_DEADLINE": 5, "PROVIDER_VIDEO_DEADLINE": 5})
+    return create_app(settings(fake, storage_dir))
 
 
 def test_a_prediction_that_finishes_inside_the_wait(client, fake, records, storage_dir):
@@ -46,10 +55,14 @@ def test_a_prediction_that_finishes_inside_the_wait(client, fake, records, stora
                                         "output_format": "jpg"}}
     assert not fake.made("GET", "/v1/predictions")  # no poll needed
     [record] = records()
-    assert record["provider"] == {"name": "replicate", "model": "black-forest-labs/flux-schnell",
+    provider = {k: v for k, v in record["provider"].items() if k != "deadlineAt"}  # on_job's
+    assert provider == {"name": "replicate", "model": "black-forest-labs/flux-schnell",
                                   "predictionId": "job0", "version": "v-black-forest-labs-flux-schnell",
-                                  "status": "succeeded", "predictTime": 1.25}
-    assert record["resultUrl"] == f"{fake.origin}/delivery/out.png"
+                                  "status": "succeeded", "predictTime": 1.25,
+                                  "statusUrl": f"{fake.origin}/v1/predictions/job0",
+                                  "cancelUrl": f"{fake.origin}/v1/predictions/job0/cancel",
+                                  "webUrl": "https://replicate.com/p/job0"}
+    assert record["resultUrl"] == f"{fake.cdn.origin}/delivery/out.png"
     assert (storage_dir / record["resultFile"]).read_bytes() == fake.files["out.png"][0]
     [delivery] = fake.made("GET", "/delivery/")
     assert "Authorization" not in delivery["headers"]  # the token never goes to the file host
@@ -124,14 +137,16 @@ def test_429_then_success_retries_the_create(client, fake):
     assert len(fake.made("POST", "/predictions")) == 3
 
 
-def test_429_every_time_gives_503_with_retry_after(client, fake, records):
-    fake.create_answers = [(429, {"detail": "throttled"}, {"Retry-After": "7"})] * 4
+def test_429_every_time_gives_503_with_retry_after(client, app, fake, records):
+    fake.create_answers = [(429, {"detail": "throttled"}, {"Retry-After": "7"})] * 8
     response = client.post(URL, json={"prompt": "a fox"})
     assert response.status_code == 503
-    assert response.headers["Retry-After"] == "7"
     assert "rate-limiting" in response.get_json()["error"]
     assert len(fake.made("POST", "/predictions")) == 4
     assert records()[0]["httpStatus"] == 503
+    with pytest.raises(ProviderError) as failure:  # what the web layer answers as Retry-After
+        app.extensions["generation_provider"].run(Task("text_to_image", "a fox"))
+    assert failure.value.status == 503 and failure.value.headers == {"Retry-After": "7"}
 
 
 def test_our_deadline_cancels_the_prediction(client, fake, app, records):
@@ -151,7 +166,7 @@ def test_list_outputs_are_all_kept(client, fake, records, storage_dir):
     record = records()[0]
     assert [o["file"] for o in record["outputs"]] == [f"{record['operationId']}_out_0.png",
                                                       f"{record['operationId']}_out_1.png"]
-    assert record["resultUrls"] == [f"{fake.origin}/delivery/out.png", f"{fake.origin}/delivery/out2.png"]
+    assert record["resultUrls"] == [f"{fake.cdn.origin}/delivery/out.png", f"{fake.cdn.origin}/delivery/out2.png"]
     assert (storage_dir / record["outputs"][1]["file"]).read_bytes() == fake.files["out2.png"][0]
     assert len(body["fileUrls"]) == 2
 
@@ -175,7 +190,7 @@ def test_a_result_over_the_size_cap(client, fake, app, records, storage_dir):
 
 
 def test_a_redirect_outside_the_allowed_origins_is_not_followed(client, fake, storage_dir):
-    port = fake.origin.rsplit(":", 1)[1]
+    port = fake.cdn.origin.rsplit(":", 1)[1]
     fake.redirects["out.png"] = f"http://localhost:{port}/delivery/out2.png"
     response = client.post(URL, json={"prompt": "a fox"})
     assert response.status_code == 502
@@ -201,7 +216,9 @@ def test_html_instead_of_an_image_is_refused(client, fake, storage_dir):
     fake.outputs = ["page.html"]
     response = client.post(URL, json={"prompt": "a fox"})
     assert response.status_code == 502
-    assert response.get_json()["error"] == "The result is not an image (its bytes look like text/html)"
+    assert response.get_json()["error"] == (
+        "The result is not an image (its bytes look like text/html); the provider keeps it at "
+        f"{fake.cdn.origin}/delivery/page.html for 1 hour (Replicate deletes API outputs after an hour)")
     assert _no_leftovers(storage_dir) == []
 
 
@@ -221,10 +238,10 @@ def test_small_inputs_go_inline_and_large_ones_through_files(client, fake):
 
 
 def test_a_versioned_model_uses_the_predictions_endpoint(fake, storage_dir):
-    app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir), "GENERATION_PROVIDER": "replicate",
-                      "REPLICATE_API_BASE": f"{fake.origin}/v1", "REPLICATE_API_TOKEN": TOKEN,
-                      "ALLOWED_RESULT_ORIGINS": [fake.origin],
-                      "REPLICATE_MODELS": {"text_to_image": "someone/sdxl:abc123"}})
+    fake.schemas["someone/sdxl"] = {"properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}
+    fake.versions["abc123"] = "someone/sdxl"
+    app = create_app(settings(fake, storage_dir,
+                              REPLICATE_MODELS={"text_to_image": "someone/sdxl:abc123"}))
     assert app.test_client().post(URL, json={"prompt": "x"}).status_code == 200
     [create] = fake.made("POST", "/predictions")
     assert create["path"] == "/v1/predictions"

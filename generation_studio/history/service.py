@@ -12,7 +12,6 @@ that place cannot be written, in the system's temp folder.
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 
 from .. import events

@@ -52,6 +52,8 @@ def failed(exc: Exception) -> dict:
               "errorType": type(exc).__name__, "httpStatus": status}
     if detail != message:  # an internal error's text stays in the record, not the answer
         fields["errorAnswer"] = message
+    if getattr(exc, "field", None):
+        fields["errorField"] = exc.field
     retry_after = (getattr(exc, "headers", None) or {}).get("Retry-After")
     if retry_after:
         fields["retryAfter"] = retry_after

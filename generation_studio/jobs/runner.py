@@ -51,8 +51,8 @@ def run(jobs, op_id: str) -> None:
     result = None
     try:
         result = execute(app, history, record, reporter)
-    except OperationCanceled:
-        outcome = {"status": "canceled"}
+    except OperationCanceled as exc:
+        outcome = {"status": "canceled", "provider": dict(getattr(exc, "details", None) or {})}
     except Exception as exc:
         outcome = recordkeeping.failed(exc)
         if outcome["httpStatus"] >= 500 and outcome.get("errorAnswer"):
@@ -136,7 +136,8 @@ class Reporter:
             raise OperationCanceled()
 
     def job(self, details: dict) -> None:
-        """A hosted provider's job: kept at once, before any polling."""
+        """A hosted provider's job: kept at once, before any polling, so that
+        a worker taking the operation up again resumes it (never a second one)."""
         self._pending["providerJob"] = dict(details)
         self.write()
 
@@ -151,6 +152,7 @@ class Reporter:
                 return None
             fields = {"lease": {"owner": self.owner, "until": until}}
             if "providerJob" in pending:
+                fields["providerJob"] = pending["providerJob"]
                 fields["provider"] = {**(record.get("provider") or {}), **pending["providerJob"]}
             if "progress" in pending:
                 fields["progress"] = round(min(max(float(pending["progress"]), 0.0), 1.0), 3)
@@ -185,6 +187,8 @@ def execute(app, history, record: dict, reporter: Reporter):
     task = Task(spec.get("operation") or record["operationType"], record.get("prompt") or "",
                 params, [media.decode_rgb(data) for data in sources], sources,
                 on_job=reporter.job, on_progress=reporter.progress)
+    if record.get("providerJob"):  # created before a restart: follow it, never pay twice
+        return provider.resume(task, record["providerJob"])
     return provider.run(task)
 
 

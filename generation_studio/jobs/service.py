@@ -62,6 +62,10 @@ class Jobs:
         if self.app.config["QUEUE_IN_PROCESS"]:
             self.start_workers()
 
+    def queued_ids(self) -> set[str]:
+        """The operation ids waiting on the queue now."""
+        return {task.args[0] for task in self.huey.pending() if task.args}
+
     # Accepting --------------------------------------------------------------------
     def submit(self, record: dict, inputs) -> dict:
         """Write the operation's record as ``queued`` with its inputs, then

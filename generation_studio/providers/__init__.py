@@ -7,8 +7,9 @@ says about the run. The recording decorator stores both. ``GENERATION_PROVIDER``
 chooses the provider; ``local`` runs offline.
 """
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from flask import current_app
 from PIL import Image
@@ -17,7 +18,14 @@ from PIL import Image
 @dataclass
 class Task:
     """One generation to run: ``images`` decoded, ``sources`` their bytes as
-    sent (hosted providers pass those on rather than re-encoding)."""
+    sent (hosted providers pass those on rather than re-encoding).
+
+    ``on_job(details)`` is called by a hosted provider as soon as the provider
+    has answered the create, before any polling, with the job's id and URLs
+    (what ``resume`` needs), so that a durable queue can keep them;
+    ``on_progress(state)`` on each change of the job's state
+    (``{"status": "IN_QUEUE", "queuePosition": 3}``).
+    """
 
     operation: str
     prompt: str
@@ -26,7 +34,7 @@ class Task:
     sources: list[bytes] = field(default_factory=list)
     on_job: Callable[[dict], None] | None = None
     on_progress: Callable[[dict], None] | None = None
-    plan: dict | None = None
+    plan: dict | None = None  # a workflow's plan (see workflow.py)
 
 
 @dataclass
@@ -37,6 +45,8 @@ class Result:
     (the store moves those in); ``urls`` are where the provider put them;
     ``details`` lands in the record's ``provider`` object (seed, prediction id,
     timings...). A workflow also carries its plan and its ``steps``.
+    ``warnings`` say where the request was adapted to the model (an aspect
+    ratio mapped to the nearest one it takes, a format it cannot give...).
     """
 
     files: list[bytes] = field(default_factory=list)
@@ -79,6 +89,11 @@ class Provider:
     def run(self, task: Task) -> Result:
         raise NotImplementedError
 
+    def resume(self, task: Task, details: dict) -> Result:
+        """Follow a job already created (``details`` as given to ``task.on_job``)
+        to its end, never creating another. Only hosted providers have jobs."""
+        raise NotImplementedError(f"the {self.name} provider has no jobs to resume")
+
     def plan_workflow(self, prompt: str, image_count: int) -> dict | None:
         """A workflow plan from a language model, or None to use the rules."""
         return None
@@ -94,6 +109,8 @@ def _registry() -> dict:
 def init_app(app):
     """Build the configured provider once, or fail start-up with a clear message."""
     name = app.config["GENERATION_PROVIDER"]
+    if not app.config.get("PROVIDER_SCHEMA_DIR"):  # model schemas cached in the instance folder
+        app.config["PROVIDER_SCHEMA_DIR"] = os.path.join(app.instance_path, "provider_schemas")
     providers = _registry()
     if name not in providers:
         raise ValueError(f"GENERATION_PROVIDER={name!r} is unknown; "

@@ -55,17 +55,26 @@ def download(url: str, store, config, kind: str, session=None):
             response = session.get(url, stream=True, allow_redirects=False,
                                    timeout=config["PROVIDER_HTTP_TIMEOUT"])
         except requests.RequestException as e:
-            raise ProviderError(f"The result could not be downloaded ({type(e).__name__})") from None
+            raise _passing(ProviderError(f"The result could not be downloaded "
+                                         f"({type(e).__name__})")) from None
         if response.is_redirect:
             url = urljoin(url, response.headers.get("Location", ""))
             response.close()
             continue
         with response:
             if response.status_code != 200:
-                raise ProviderError(f"The result could not be downloaded: its host answered "
-                                    f"{response.status_code}")
+                error = ProviderError(f"The result could not be downloaded: its host answered "
+                                      f"{response.status_code}")
+                raise _passing(error) if response.status_code in (429, 500, 502, 503, 504) \
+                    else error
             return _stream_to_file(response, store, limit, kind)
     raise ProviderError(f"The result's URL redirected more than {MAX_REDIRECTS} times")
+
+
+def _passing(error: ProviderError) -> ProviderError:
+    """Mark ``error`` as one worth another try (the host's outage, not the file's fault)."""
+    error.passing = True
+    return error
 
 
 def _stream_to_file(response, store, limit: int, kind: str):
@@ -83,15 +92,15 @@ def _stream_to_file(response, store, limit: int, kind: str):
                     raise ProviderError(f"The result is over the limit of {human_size(limit)} "
                                         "(MAX_RESULT_BYTES); the download was stopped")
                 f.write(chunk)
-        _check_kind(path, kind)
+        check_kind(media.sniff(media.head(path))[1], kind)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return path
 
 
-def _check_kind(path, kind: str) -> None:
-    _, mime = media.sniff(media.head(path))
+def check_kind(mime: str, kind: str) -> None:
+    """Refuse a result whose bytes are not what the operation makes."""
     ok = mime.startswith("image/") or (kind == "video" and mime.startswith("video/"))
     if not ok:
         raise ProviderError(f"The result is not {'a video' if kind == 'video' else 'an image'} "

@@ -2,21 +2,30 @@
 
 ``POST {REPLICATE_API_BASE}/models/{owner}/{name}/predictions`` with
 ``{"input": {...}}``, ``Authorization: Bearer <token>``, ``Prefer: wait=<n>``
-and ``Cancel-After``; if the answer is not terminal, ``urls.get`` is polled
-until ``succeeded``, ``failed``, ``canceled`` or ``aborted``. A model given as
-``owner/name:version`` goes to ``POST /predictions`` with its version. Input
-images go as data URLs up to 256 KB, larger ones through ``POST /files``.
+(1 to 60) and ``Cancel-After`` (our deadline, at least the documented 5 s);
+a prediction not yet terminal is polled at ``urls.get`` until ``succeeded``,
+``failed``, ``canceled`` or ``aborted``, and canceled at ``urls.cancel``. A
+model given as ``owner/name:version`` goes to ``POST /predictions`` with its
+version. Input images over ``PROVIDER_INLINE_INPUT_BYTES`` go through the
+Files API (``POST /files``), smaller ones as data URLs. Outputs come as a
+URL, a list, an object of URLs or data URIs (``outputs.collect``). A
+model's input schema is ``openapi_schema.components.schemas.Input`` of its
+latest (or given) version.
 """
 
 import json
+import math
 
 from .. import media
-from ..errors import ProviderError
-from .hosted import HostedProvider, clamp, frames, role_prompt, without_none
+from .errors import ProviderError, setting
+from .hosted import HostedProvider
+from .http import Deadline
+from .inputs import adapt, frames, role_prompt, without_none
+from .outputs import collect
+from .schemas import flatten
 
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
-INLINE_LIMIT = 256 * 1024
-OUTPUT_FORMATS = {"jpg": "jpg", "png": "png", "webp": "webp"}
+MIN_CANCEL_AFTER = 5  # seconds: Replicate refuses less
 PLANNER_SYSTEM_PROMPT = """You plan image and video generation workflows. Answer with one JSON \
 object and nothing else: {"type": T, "reason": "why", "steps": [{"operation": O, "prompt": "...", \
 "inputs": ["upload:0" or "step:0", ...]}]}. T is one of %(types)s. O is one of %(operations)s. \
@@ -30,6 +39,7 @@ class ReplicateProvider(HostedProvider):
     token_setting = "REPLICATE_API_TOKEN"
     api_base_setting = "REPLICATE_API_BASE"
     models_setting = "REPLICATE_MODELS"
+    kept_for = "1 hour (Replicate deletes API outputs after an hour)"
     DEFAULT_MODELS = {
         "text_to_image": "black-forest-labs/flux-schnell",
         "text_to_image_guided": "black-forest-labs/flux-dev",
@@ -43,6 +53,11 @@ class ReplicateProvider(HostedProvider):
         "image_to_video_transition": "kwaivgi/kling-v2.1",
         "workflow_analysis": "openai/gpt-4o-mini",
     }
+    FIELDS = {"aspect_ratio": "aspectRatio", "output_format": "outputFormat", "seed": "seed",
+              "guidance": "guidance", "prompt_strength": "strength", "num_frames": "duration",
+              "frames_per_second": "fps", "duration": "duration", "num_outputs": "numOutputs",
+              "image": "image", "input_image": "image", "image_input": "images",
+              "start_image": "images", "end_image": "images"}
 
     def auth_header(self) -> str:
         return f"Bearer {self.token}"
@@ -50,91 +65,117 @@ class ReplicateProvider(HostedProvider):
     # Inputs ----------------------------------------------------------------------
     def build(self, task):
         p, op = task.params, task.operation
-        fmt = OUTPUT_FORMATS.get(p.get("outputFormat", "jpg"), "jpg")
+        fmt = p.get("outputFormat", "jpg")
         if op == "text_to_image":
             key = "text_to_image_guided" if "guidance" in p else "text_to_image"
             return self.models[key], without_none({
                 "prompt": task.prompt, "aspect_ratio": p.get("aspectRatio", "1:1"),
                 "seed": p.get("seed"), "output_format": fmt, "guidance": p.get("guidance"),
                 "num_outputs": p.get("numOutputs")})
-        images = [self.image_ref(data) for data in task.sources]
+        images = [media.data_url(data) for data in task.sources]
         inputs = {
             "img_to_img": lambda: {"prompt": task.prompt, "image": images[0],
                                    "prompt_strength": p.get("strength"), "seed": p.get("seed"),
                                    "output_format": fmt},
             "image_edit_single": lambda: {"prompt": task.prompt or "Improve this image",
-                                          "input_image": images[0],
-                                          "output_format": "png" if fmt == "png" else "jpg"},
-            "text_to_video": lambda: {"prompt": task.prompt, "num_frames": frames(task, 81, 121),
-                                      "frames_per_second": clamp(p.get("fps", 16), 5, 30),
-                                      "aspect_ratio": _video_aspect(p), "seed": p.get("seed")},
+                                          "input_image": images[0], "output_format": fmt},
+            "text_to_video": lambda: {"prompt": task.prompt, "num_frames": frames(task),
+                                      "frames_per_second": p.get("fps", 16),
+                                      "aspect_ratio": p.get("aspectRatio", "16:9"),
+                                      "seed": p.get("seed")},
             "image_to_video_single": lambda: {"prompt": task.prompt, "image": images[0],
-                                              "num_frames": frames(task, 81, 100),
-                                              "frames_per_second": clamp(p.get("fps", 16), 5, 24)},
+                                              "num_frames": frames(task),
+                                              "frames_per_second": p.get("fps", 16)},
             "image_to_video_transition": lambda: {
                 "prompt": task.prompt or "A smooth transition", "start_image": images[0],
-                "end_image": images[1], "mode": "pro",
-                "duration": 10 if p.get("duration", 5) > 7.5 else 5},
+                "end_image": images[1], "mode": "pro", "duration": p.get("duration", 5)},
         }
         if op in inputs:
             return self.models[op], without_none(inputs[op]())
         # Several-image edits, pose and style: one multi-image model, told each image's role.
         return self.models[op], {"prompt": role_prompt(task), "image_input": images,
-                                 "output_format": "png" if fmt == "png" else "jpg"}
+                                 "output_format": fmt}
 
-    def image_ref(self, data: bytes) -> str:
-        """A data URL for a small image; a Replicate file URL for a larger one."""
-        if len(data) <= INLINE_LIMIT:
-            return media.data_url(data)
+    def upload(self, data):
+        """Replicate's Files API: the file's URL, readable by predictions."""
         ext, mime = media.sniff(data[:16])
-        answer = self.call("POST", f"{self.base}/files", idempotent=False,
-                           files={"content": (f"input.{ext}", data, mime)})
+        answer = self.api.call("POST", f"{self.base}/files",
+                               files={"content": (f"input.{ext}", data, mime)})
         return answer["urls"]["get"]
+
+    def fetch_contract(self, model):
+        name, _, version = model.partition(":")
+        url = f"{self.base}/models/{name}" + (f"/versions/{version}" if version else "")
+        answer = self.api.call("GET", url, deadline=Deadline(
+            setting(self.config, "PROVIDER_HTTP_TIMEOUT")))
+        doc = answer["openapi_schema"] if version else answer["latest_version"]["openapi_schema"]
+        return {"source": url, **flatten(doc, doc["components"]["schemas"]["Input"])}
 
     # Protocol --------------------------------------------------------------------
     def submit(self, model, payload, deadline):
-        wait = int(clamp(self.config["REPLICATE_WAIT_SECONDS"], 1, 60))
-        headers = {"Prefer": f"wait={wait}", "Cancel-After": f"{max(1, int(deadline.seconds))}s"}
+        wait = int(min(60, max(1, min(setting(self.config, "REPLICATE_WAIT_SECONDS"),
+                                      deadline.seconds))))
+        headers = {"Prefer": f"wait={wait}",
+                   "Cancel-After": go_duration(max(MIN_CANCEL_AFTER, deadline.seconds))}
         if ":" in model:
             url, body = f"{self.base}/predictions", {"version": model.split(":", 1)[1],
                                                      "input": payload}
         else:
             url, body = f"{self.base}/models/{model}/predictions", {"input": payload}
-        return self._job(self.call("POST", url, idempotent=False, json=body, headers=headers,
-                                   timeout=(self.config["PROVIDER_HTTP_TIMEOUT"], wait + 30)))
+        timeout = (setting(self.config, "PROVIDER_HTTP_TIMEOUT"), wait + 30)
+        return self._job(self.api.call("POST", url, json=body, headers=headers, timeout=timeout))
 
-    def refresh(self, job):
-        return self._job(self.call("GET", job["urls"]["get"], idempotent=True))
+    def refresh(self, job, deadline):
+        return self._job(self.api.call("GET", job["urls"]["get"], deadline=deadline))
 
-    def cancel(self, job):
-        self.call("POST", job["urls"]["cancel"], idempotent=False)
+    def cancel(self, job, deadline):
+        answer = self.api.call("POST", job["urls"]["cancel"], deadline=deadline)
+        return answer.get("status") in ("canceled", "aborted", "starting", "processing")
 
-    @staticmethod
-    def _job(prediction: dict) -> dict:
-        return {**prediction, "done": prediction.get("status") in TERMINAL}
+    def _job(self, prediction: dict) -> dict:
+        pid = prediction.get("id")
+        urls = {"get": f"{self.base}/predictions/{pid}",  # documented; when not given
+                "cancel": f"{self.base}/predictions/{pid}/cancel", **(prediction.get("urls") or {})}
+        return {**prediction, "urls": urls, "done": prediction.get("status") in TERMINAL}
 
-    def finish(self, job):
-        details = {"predictionId": job.get("id"), "version": job.get("version"),
-                   "status": job.get("status"),
-                   "predictTime": (job.get("metrics") or {}).get("predict_time")}
+    def describe(self, job):
+        urls = job.get("urls") or {}
+        return without_none({
+            "predictionId": job.get("id"), "version": job.get("version"),
+            "status": job.get("status"), "predictTime": (job.get("metrics") or {}).get("predict_time"),
+            "statusUrl": urls.get("get"), "cancelUrl": urls.get("cancel"), "webUrl": urls.get("web")})
+
+    def job_from(self, details):
+        pid = details["predictionId"]
+        return {"id": pid, "version": details.get("version"), "status": details.get("status"),
+                "done": False, "urls": {
+                    "get": details.get("statusUrl") or f"{self.base}/predictions/{pid}",
+                    "cancel": details.get("cancelUrl") or f"{self.base}/predictions/{pid}/cancel"}}
+
+    def finish(self, job, deadline):
         if job["status"] != "succeeded":
             error = self.redact(str(job.get("error") or "")) or "no reason given"
             raise ProviderError(f"Replicate prediction {job.get('id')} {job['status']}: {error}",
-                                status=504 if job["status"] == "aborted" else 502)
-        output = job.get("output")
-        urls = [output] if isinstance(output, str) else [u for u in output or [] if isinstance(u, str)]
+                                status=504 if job["status"] == "aborted" else 502,
+                                details=self.describe(job))
+        urls = collect(job.get("output"))
         if not urls:
-            raise ProviderError(f"Replicate prediction {job.get('id')} succeeded with no output")
-        return urls, details
+            raise ProviderError(f"Replicate prediction {job.get('id')} succeeded with no output "
+                                "file", details=self.describe(job))
+        return urls
 
     # Workflow planning by a language model ------------------------------------------
     def plan_workflow(self, prompt, image_count):
         from ..catalog import OPERATIONS, WORKFLOWS
+        self.require_token()
         model = self.models["workflow_analysis"]
         system = PLANNER_SYSTEM_PROMPT % {"types": ", ".join(WORKFLOWS),
                                           "operations": ", ".join(OPERATIONS),
                                           "count": image_count}
-        job = self.run_job(model, {"prompt": prompt, "system_prompt": system}, "image")
+        payload, _ = adapt(model, {"prompt": prompt, "system_prompt": system},
+                           self.contracts.get(model), self.FIELDS)
+        deadline = Deadline(setting(self.config, "PROVIDER_IMAGE_DEADLINE"))
+        job = self.follow(self.submit(model, payload, deadline), deadline, model)
         if job["status"] != "succeeded":
             raise ValueError(f"{model} {job['status']}")
         output = job.get("output")
@@ -149,6 +190,10 @@ class ReplicateProvider(HostedProvider):
         return plan
 
 
-def _video_aspect(params) -> str:
-    width, height = (int(n) for n in params.get("aspectRatio", "16:9").split(":"))
-    return "9:16" if height > width else "16:9"
+def go_duration(seconds: float) -> str:
+    """``Cancel-After``'s format: 5 -> ``5s``, 300 -> ``5m``, 3725 -> ``1h2m5s``."""
+    seconds = math.ceil(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(hours, "h"), (minutes, "m"), (secs, "s")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
