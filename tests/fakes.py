@@ -329,7 +329,8 @@ class FakeReplicate(FakeBase):
         problems = input_problems(self.schemas[model], body.get("input"))
         problems += [(k, "is not an uploaded file") for k, v in (body.get("input") or {}).items()
                      for u in (v if isinstance(v, list) else [v]) if isinstance(u, str)
-                     and u.startswith(f"{self.origin}/v1/files/") and u.rsplit("/", 1)[-1] not in self.uploads]
+                     and u.startswith(f"{self.origin}/v1/files/")
+                     and u.rsplit("/", 1)[-1] not in self.uploads]
         if problems:
             return self._problem(422, "Input validation failed", "".join(
                 f"- input.{k}: {p}\n" for k, p in problems), invalid_fields=[

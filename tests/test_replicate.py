@@ -116,7 +116,8 @@ def test_failed_and_canceled_predictions(client, fake, records, final, status, w
 
 
 @pytest.mark.parametrize("status, detail, answer, words", [
-    (401, "Invalid token", 502, "Replicate rejected the API token (401 Unauthorized): check REPLICATE_API_TOKEN"),
+    (401, "Invalid token", 502,
+     "Replicate rejected the API token (401 Unauthorized): check REPLICATE_API_TOKEN"),
     (402, "Monthly spend limit reached", 502, "billing"),
     (404, "The requested model was not found", 502, "does not know this model"),
     (422, "Input validation failed: - input.aspect_ratio: must be one of 1:1, 16:9", 400,
@@ -166,7 +167,8 @@ def test_list_outputs_are_all_kept(client, fake, records, storage_dir):
     record = records()[0]
     assert [o["file"] for o in record["outputs"]] == [f"{record['operationId']}_out_0.png",
                                                       f"{record['operationId']}_out_1.png"]
-    assert record["resultUrls"] == [f"{fake.cdn.origin}/delivery/out.png", f"{fake.cdn.origin}/delivery/out2.png"]
+    assert record["resultUrls"] == [f"{fake.cdn.origin}/delivery/out.png",
+                                    f"{fake.cdn.origin}/delivery/out2.png"]
     assert (storage_dir / record["outputs"][1]["file"]).read_bytes() == fake.files["out2.png"][0]
     assert len(body["fileUrls"]) == 2
 

@@ -75,7 +75,8 @@ class HostedProvider(Provider):
             payload = {k: self._place(v) for k, v in payload.items()}
             job = self.submit(model, payload, deadline)
         except errors.ProviderError as e:  # no job was made (or none we can know of)
-            raise annotate(e, {"model": model}, warnings)
+            annotate(e, {"model": model}, warnings)
+            raise
         return self._complete(task, model, job, deadline, warnings, payload.get("output_format"))
 
     def resume(self, task: Task, details: dict) -> Result:
@@ -97,7 +98,8 @@ class HostedProvider(Provider):
                 self.config, "PROVIDER_CANCEL_TIMEOUT"))))
             files = keep(urls, self.store, self.config, kind, self.kept_for)
         except errors.ProviderError as e:  # the job's, or a download's
-            raise annotate(e, {**details, **self.describe(job)}, warnings)
+            annotate(e, {**details, **self.describe(job)}, warnings)
+            raise
         warnings += _format_warning(task, model, files, sent_format)
         return Result(files=files, urls=shown(urls), model=model, details=self.describe(job),
                       warnings=warnings)
@@ -152,7 +154,8 @@ class HostedProvider(Provider):
             callback(payload)
         except Exception as e:  # noqa: BLE001 -- whatever it is, the job is canceled, and it goes on
             canceled, _ = self._cancel(job)
-            raise annotate(e, {**self.describe(job), "canceled": canceled})
+            annotate(e, {**self.describe(job), "canceled": canceled})
+            raise
 
     def deadline(self, task: Task, at: str | None = None) -> Deadline:
         """The job's deadline: ``at`` (an ISO time kept by ``on_job``), or the setting's."""
