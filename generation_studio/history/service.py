@@ -98,12 +98,14 @@ class HistoryService:
         events.operation_saved.send(self, record=record)
         return record
 
-    def update(self, op_id: str, change, outputs=()) -> dict | None:
+    def update(self, op_id: str, change, outputs=(), durable: bool = True) -> dict | None:
         """Change a record in place, under its day's lock, so that two writers
         never lose each other's change: ``change(record)`` gets the record as
         on disk and returns the fields to set, or None to leave it as it is.
         ``outputs`` (bytes, or temp files of this folder) are written first.
-        Returns the new record, or None when ``change`` declined."""
+        Returns the new record, or None when ``change`` declined. A change
+        that may be lost in a power cut (a lease, progress) is not ``durable``:
+        the previous version then comes back, whole."""
         with self.locks.exclusive([layout.day_of(op_id)]):
             data = self.folder.read(layout.record_name(op_id))
             if data is None:
@@ -113,7 +115,7 @@ class HistoryService:
             if changes is None:
                 return None
             record.update(changes)
-            self.folder.rewrite(op_id, record, outputs)
+            self.folder.rewrite(op_id, record, outputs, durable)
             self.keeper.add([records.normalize(op_id, record)])
         events.operation_saved.send(self, record=record)
         return record

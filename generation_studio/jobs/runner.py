@@ -91,7 +91,8 @@ def claim(history, op_id: str, owner: str, lease_seconds: float) -> dict | None:
                 "attempts": record.get("attempts", 0) + 1,
                 "lease": {"owner": owner, "until": iso(now + timedelta(seconds=lease_seconds))}}
 
-    record = history.update(op_id, change)
+    # Not durable: lost in a power cut, the record is queued again, and taken up again.
+    record = history.update(op_id, change, durable=False)
     return record if record is not None and record["status"] == "running" else None
 
 
@@ -162,7 +163,7 @@ class Reporter:
 
         self._last_write = time.monotonic()
         try:
-            self.history.update(self.op_id, change)
+            self.history.update(self.op_id, change, durable="providerJob" in pending)
         except NotFound:
             self.canceled = True  # deleted while it ran
         except OSError as e:
@@ -177,7 +178,7 @@ class Reporter:
 def execute(app, history, record: dict, reporter: Reporter):
     provider = app.extensions["generation_provider"]
     spec = record.get("task") or {}
-    sources = [history.read_file(record["operationId"], e["file"])
+    sources = [history.folder.read(e["file"]) or history.read_file(record["operationId"], e["file"])
                for e in record.get("inputImages") or []]
     names = [e.get("originalName") for e in record.get("inputImages") or []]
     params = dict(spec.get("params") or {})

@@ -11,6 +11,7 @@ from flask import (Blueprint, current_app, flash, redirect, render_template, req
 from ..errors import human_size
 from ..history import current_history, retention
 from ..history.filters import FilterError
+from ..jobs import Finished, current_jobs
 from ..storage import archive
 from ..web import admin_required, check_csrf
 
@@ -55,6 +56,19 @@ def rerun(op_id):
         flash(f"Running it again failed: {(answer.get_json(silent=True) or {}).get('error')}")
         return redirect(url_for("pages.operation", op_id=op_id))
     return redirect(url_for("pages.operation", op_id=new_id), 303)
+
+
+@bp.post("/history/<op_id>/cancel")
+@admin_required
+def cancel(op_id):
+    """The Cancel button of a queued or running operation's page."""
+    try:
+        current_jobs().cancel(op_id)
+        flash("Canceled: a queued operation never starts; a running one stops at its next "
+              "frame or step.")
+    except Finished as e:
+        flash(str(e))
+    return redirect(url_for("pages.operation", op_id=op_id), 303)
 
 
 @bp.route("/history/<op_id>/delete", methods=["GET", "POST"])

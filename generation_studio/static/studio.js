@@ -36,6 +36,30 @@ function showResult(outcome, body) {
   }
 }
 
+// A job still running after the server's wait (202): follow its event stream.
+function follow(outcome, body) {
+  const line = el("p", {class: "working"}, `${body.status}… `);
+  line.append(el("a", {href: "/history/" + body.operationId}, "Open the record"));
+  outcome.replaceChildren(line);
+  const events = new EventSource(body.eventsUrl);
+  events.addEventListener("status", (event) => {
+    const state = JSON.parse(event.data), percent = state.progress === null ? "" :
+      ` ${Math.round(state.progress * 100)}%`;
+    line.firstChild.textContent = `${state.status}${percent}… `;
+  });
+  events.addEventListener("end", (event) => {
+    events.close();
+    const record = JSON.parse(event.data).operation, output = (record.outputs || [])[0];
+    if (record.status === "succeeded" && output) {
+      showResult(outcome, {operationId: record.operationId, operationType: record.operationType,
+                           durationMs: record.durationMs, contentType: output.contentType,
+                           fileUrl: `/api/history/${record.operationId}/files/${output.file}`});
+    } else {
+      outcome.replaceChildren(el("p", {class: "error", role: "alert"}, record.error || record.status));
+    }
+  });
+}
+
 async function submit(event) {
   const form = event.target, outcome = form.querySelector(".outcome"), button = form.querySelector("button");
   event.preventDefault();
@@ -47,7 +71,8 @@ async function submit(event) {
     const response = await fetch(form.action, {method: "POST", body: new FormData(form),
                                                headers: {Accept: "application/json"}});
     const body = await response.json().catch(() => ({error: `The server answered ${response.status}.`}));
-    if (response.ok && body.success) showResult(outcome, body);
+    if (response.status === 202 && body.success) follow(outcome, body);
+    else if (response.ok && body.success) showResult(outcome, body);
     else {
       outcome.replaceChildren(el("p", {class: "error", role: "alert"}, body.error || "It failed."));
       if (body.operationId) outcome.append(el("a", {href: "/history/" + body.operationId}, "Open the failed record"));

@@ -70,15 +70,18 @@ class OperationFolder:
             raise
         return record
 
-    def rewrite(self, op_id: str, record: dict, outputs=()) -> dict:
+    def rewrite(self, op_id: str, record: dict, outputs=(), durable: bool = True) -> dict:
         """Write ``outputs`` (as in ``write``), then the record over its old
-        version; a failure removes the new outputs and keeps the old record."""
+        version; a failure removes the new outputs and keeps the old record.
+        Not ``durable``: the folder is not fsynced, so a power cut may bring
+        back the previous version whole (never a torn one)."""
         written = []
         try:
             if outputs:
                 record.update(self._write_outputs(written, op_id, outputs))
             self.write_record(op_id, record, sync_dir=False)
-            fsync_dir(self.root)
+            if durable or outputs:
+                fsync_dir(self.root)
         except BaseException:
             for path in written:
                 path.unlink(missing_ok=True)
