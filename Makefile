@@ -35,7 +35,7 @@ storage-check: $(VENV)/.installed
 	PY=$(PY) ./scripts/storage_check.sh
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/record_overhead.py
+	$(PY) benchmarks/queue_latency.py
 	$(PY) benchmarks/history_bench.py
 
 # Mutation testing of storage/ and history/ ([tool.mutmut] in pyproject.toml; README,

@@ -26,7 +26,8 @@ def gallery():
     history = current_history()
     # A form's empty fields mean "any".
     args = MultiDict([(k, v) for k, v in request.args.items(multi=True) if v])
-    page = {"args": args, "types": OPERATION_TYPES, "operations": [], "total": 0,
+    page = {"args": args, "types": OPERATION_TYPES, "statuses": filters.STATUSES,
+            "operations": [], "total": 0,
             "next_cursor": None, "error": None, "degraded": False,
             "keep": {k: v for k, v in args.items() if k != "before"}}
     try:
