@@ -220,3 +220,35 @@ def test_fifty_open_event_streams_leave_the_server_answering(tmp_path, processes
     finally:
         for s in streams:
             s.close()
+
+
+def test_a_worker_killed_during_a_hosted_job_resumes_the_same_job(tmp_path, processes):
+    from .fakes import FakeReplicate
+    fake = FakeReplicate("r8_TEST_resume_T0KEN")
+    try:
+        fake.never_finish = True
+        storage = tmp_path / "ops"
+        settings = {"GENERATION_PROVIDER": "replicate", "REPLICATE_API_BASE": f"{fake.origin}/v1",
+                    "REPLICATE_API_TOKEN": "r8_TEST_resume_T0KEN", "REPLICATE_WAIT_SECONDS": 1,
+                    "ALLOWED_RESULT_ORIGINS": [fake.cdn.origin], "PROVIDER_POLL_INTERVAL": 0.05,
+                    "PROVIDER_POLL_MAX_INTERVAL": 0.1, "PROVIDER_IMAGE_DEADLINE": 60,
+                    "PROVIDER_SCHEMA_DIR": str(tmp_path / "schemas"), "LEASE_SECONDS": 3}
+        proc, base = processes.server(storage, "web", QUEUE_IN_PROCESS=False, **settings)
+        op_id = requests.post(f"{base}/api/generate/text-to-image",
+                              headers={"Prefer": "respond-async"}, timeout=10,
+                              json={"prompt": "a fox", "seed": 3}).json()["operationId"]
+        worker = processes.worker(storage, "worker", **settings)
+        deadline = time.time() + 30
+        while not records_in(storage)[op_id].get("providerJob"):  # written before any poll
+            assert time.time() < deadline
+            time.sleep(0.05)
+        processes.kill(worker)
+        fake.never_finish = False
+        processes.worker(storage, "worker-again", **settings)
+        record = wait_until_all_final(storage)[op_id]
+        assert record["status"] == "succeeded" and record["attempts"] == 2
+        assert len(fake.made("POST", "/predictions")) == 1
+        assert record["provider"]["predictionId"] == "job0"
+        assert (storage / record["resultFile"]).read_bytes() == fake.files["out.png"][0]
+    finally:
+        fake.close()
