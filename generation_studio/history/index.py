@@ -107,13 +107,13 @@ class OperationIndex:
             self.has_fts = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'prompts'"
                                         ).fetchone() is not None
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=OFF")  # a cache: a crash costs a rebuild, not data
             return
         if version != 0:
             raise sqlite3.DatabaseError(f"index of another version ({version}, "
                                         f"expected {SCHEMA_VERSION})")
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA synchronous=OFF")  # a cache: a crash costs a rebuild, not data
         conn.executescript(SCHEMA)
         try:
             conn.executescript(FTS_SCHEMA)

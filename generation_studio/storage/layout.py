@@ -13,6 +13,7 @@ and others a user may have are read alike. In the storage folder:
 - ``.index/``, ``.locks/``, ``.thumbs/``  the index, lock files, thumbnails
 """
 
+import base64
 import re
 import secrets
 from datetime import datetime, timezone
@@ -21,7 +22,6 @@ ID_PATTERN = re.compile(r"^\d{8}_[A-Za-z0-9_-]{1,80}$")
 RECORD_SUFFIX = ".json"
 # A data file of an operation: its id, then _in_<n>, _input_<n>, _out or _out_<n>.
 _DATA_FILE = re.compile(r"^(\d{8}_[A-Za-z0-9_-]+)_(?:in_\d+|input_\d+|out(?:_\d+)?)\.[A-Za-z0-9]{1,10}$")
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 ID_LENGTH = 21  # the studio's own ids
 
 INDEX_FOLDER = ".index"
@@ -38,7 +38,7 @@ def new_id(when: datetime | None = None) -> str:
     """A fresh id dated ``when`` (UTC); 60 random bits, so never a collision
     in practice (the store still refuses to overwrite)."""
     day = (when or datetime.now(timezone.utc)).strftime("%Y%m%d")
-    return f"{day}_{''.join(secrets.choice(_ID_ALPHABET) for _ in range(12))}"
+    return f"{day}_{base64.b32encode(secrets.token_bytes(8)).decode().lower()[:12]}"
 
 
 def day_of(op_id: str) -> str:
