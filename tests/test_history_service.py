@@ -343,8 +343,10 @@ def test_after_kill_9_under_load_a_restart_leaves_no_temp_file_orphan_or_danglin
     image.write_bytes(png_bytes((300, 200), pattern=True))
     rng = random.Random(3)
     for _ in range(6):
+        before = len(list(storage_dir.glob("*.json")))
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(storage_dir), str(image)])
-        time.sleep(1.0 + rng.random())
+        assert wait_for(lambda: len(list(storage_dir.glob("*.json"))) > before, 60)
+        time.sleep(0.2 + rng.random())  # under load, at a moment nobody chose
         writer.send_signal(signal.SIGKILL)
         writer.wait()
     app = make_app(storage_dir)
