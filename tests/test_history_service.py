@@ -345,7 +345,7 @@ def test_after_kill_9_under_load_a_restart_leaves_no_temp_file_orphan_or_danglin
     for _ in range(6):
         before = len(list(storage_dir.glob("*.json")))
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(storage_dir), str(image)])
-        assert wait_for(lambda: len(list(storage_dir.glob("*.json"))) > before, 60)
+        assert wait_for(lambda before=before: len(list(storage_dir.glob("*.json"))) > before, 60)
         time.sleep(0.2 + rng.random())  # under load, at a moment nobody chose
         writer.send_signal(signal.SIGKILL)
         writer.wait()

@@ -109,3 +109,20 @@ def test_transition_goes_from_the_first_image_to_the_second(client, records, sto
     video.seek(video.n_frames - 1)
     last = video.convert("RGB").getpixel((10, 10))
     assert first[0] > 200 > first[2] and last[2] > 200 > last[0]
+
+
+def test_the_readme_route_table_is_the_catalogue():
+    from pathlib import Path
+
+    from generation_studio import operations
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert operations.route_table() in readme
+
+
+def test_every_catalogue_route_is_served_and_has_a_form(app):
+    from generation_studio import forms, operations
+    rules = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules()}
+    for route in operations.ROUTES:
+        assert rules[route.path] == f"{route.family}.{route.endpoint}"
+    assert [f.action for f in forms.FORMS] == [r.path for r in operations.ROUTES] + [
+        "/api/workflow/execute"]

@@ -1,17 +1,20 @@
 """The workflow route: ``/api/workflow/execute``.
 
 The request is analysed into a plan (``workflow.plan_for_request``), whose
-type is the operation's type; each step is recorded under the workflow.
+type is the operation's type; each step is recorded under the workflow. The
+fields its steps take are the catalogue's (``operations``).
 """
 
 from flask import Blueprint
 
-from .. import inputs, workflow
+from .. import inputs, operations, workflow
 from ..catalog import UNPLANNED_WORKFLOW
+from ..providers import Task
 from ..recording import records_operation
-from . import params
 
 bp = Blueprint("workflow", __name__, url_prefix="/api/workflow")
+FIELDS = (operations.DURATION, operations.FRAME_RATE, operations.aspect("1:1"), operations.SEED,
+          operations.OUTPUT_FORMAT)
 
 
 def workflow_type(data: inputs.RequestData) -> str:
@@ -23,6 +26,6 @@ def workflow_type(data: inputs.RequestData) -> str:
 def execute():
     plan = workflow.plan_for_request()
     images = inputs.images(0, workflow.MAX_IMAGES)
-    request_params = {**params.video(), **params.aspect_ratio("1:1"), **params.seed(),
-                      **params.output_format()}
-    return params.task(plan["type"], inputs.prompt(), request_params, images=images, plan=plan)
+    params = {f.name: v for f in FIELDS if (v := f.read()) is not None}
+    return Task(plan["type"], inputs.prompt(), params, images,
+                [upload.data for upload in inputs.current().uploads], plan=plan)
