@@ -8,7 +8,7 @@ import tempfile
 from dotenv import find_dotenv, load_dotenv
 from flask import Flask
 
-from . import cli, errors, jobs, providers, routes, web
+from . import backup, cli, errors, jobs, providers, routes, web
 from .config import DEFAULTS
 from .history import HistoryService, maintenance
 
@@ -47,6 +47,7 @@ def create_app(test_config=None):
     routes.init_app(app)
     cli.init_app(app)
     maintenance.init_app(app)
+    backup.init_app(app)  # after the history: it listens for saved operations
     web.init_app(app)
     return app
 

@@ -128,6 +128,8 @@ DEFAULTS = {
     "BACKUP_MAX_ATTEMPTS": 2,
     # Files larger than this many MB go up as multipart uploads of this size.
     "BACKUP_MULTIPART_MB": 8,
+    # Operations `flask backup run` sends, and `flask backup restore` fetches, at once.
+    "BACKUP_THREADS": 4,
     # Backoff after a failed upload: doubles from the first to the second.
     "BACKUP_RETRY_SECONDS": 2,
     "BACKUP_RETRY_MAX_SECONDS": 300,

@@ -73,4 +73,5 @@ def test_health(client, storage_dir):
                     "storageDir": str(storage_dir), "storageWritable": True,
                     "history": {"index": "ok", "indexProblem": None, "indexProgress": None,
                                 "indexPath": str(storage_dir / ".index" / "history.sqlite3"),
-                                "skipped": 0, "skippedFiles": []}}
+                                "skipped": 0, "skippedFiles": []},
+                    "backup": {"enabled": False}}

@@ -9,7 +9,7 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
-from .. import inputs
+from .. import backup, inputs
 from ..errors import ApiError
 from ..history import current_history, export, filters, records
 from ..jobs import Finished, current_jobs
@@ -30,7 +30,7 @@ def health():
     return jsonify(success=True, status="degraded" if degraded else "ok",
                    provider=current_app.config["GENERATION_PROVIDER"],
                    storageDir=str(history.root), storageWritable=state.pop("writable"),
-                   history=state)
+                   history=state, backup=backup.status())
 
 
 @bp.get("/api/history")
