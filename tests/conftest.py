@@ -64,3 +64,31 @@ def open_image(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+@pytest.fixture
+def replicate():
+    """A loopback fake of Replicate's API (see fakes.py)."""
+    from .fakes import FakeReplicate
+    from .test_replicate import TOKEN
+    fake = FakeReplicate(TOKEN)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def fal():
+    """A loopback fake of fal's queue API (see fakes.py)."""
+    from .fakes import FakeFal
+    from .test_fal import KEY
+    fake = FakeFal(KEY)
+    yield fake
+    fake.close()
+
+
+def hosted_app(fake, storage_dir, **settings):
+    """An app on ``fake``'s provider, with the fast settings of its test module."""
+    from . import test_fal, test_replicate
+    from .fakes import FakeReplicate
+    module = test_replicate if isinstance(fake, FakeReplicate) else test_fal
+    return create_app(module.settings(fake, storage_dir, **settings))

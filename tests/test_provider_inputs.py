@@ -5,38 +5,16 @@ import json
 
 import pytest
 
-from generation_studio import create_app
 from generation_studio.providers import Task
 from generation_studio.providers.errors import InputRefused
 
-from . import test_fal, test_replicate
-from .conftest import png_bytes
-from .fakes import FakeFal, FakeReplicate
+from .conftest import hosted_app, png_bytes
 
 URL = "/api/generate/text-to-image"
 
 
-@pytest.fixture
-def replicate():
-    fake = FakeReplicate(test_replicate.TOKEN)
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def fal():
-    fake = FakeFal(test_fal.KEY)
-    yield fake
-    fake.close()
-
-
-def app_for(fake, storage_dir, **settings):
-    module = test_replicate if isinstance(fake, FakeReplicate) else test_fal
-    return create_app(module.settings(fake, storage_dir, **settings))
-
-
 def provider(fake, storage_dir, **settings):
-    return app_for(fake, storage_dir, **settings).extensions["generation_provider"]
+    return hosted_app(fake, storage_dir, **settings).extensions["generation_provider"]
 
 
 @pytest.mark.parametrize("which, fields, field, words", [
@@ -50,7 +28,7 @@ def provider(fake, storage_dir, **settings):
 def test_a_value_out_of_the_models_range_is_a_400_before_any_call(
         which, fields, field, words, replicate, fal, storage_dir, records):
     fake = replicate if which == "replicate" else fal
-    app = app_for(fake, storage_dir)
+    app = hosted_app(fake, storage_dir)
     response = app.test_client().post(URL, json={"prompt": "a fox", **fields})
     assert response.status_code == 400 and response.get_json()["error"] == words
     assert records()[0]["httpStatus"] == 400
@@ -132,14 +110,14 @@ def test_a_user_model_schema_is_fetched_once_and_cached(replicate, storage_dir):
     replicate.schemas["someone/strict"] = {"required": ["prompt"], "properties": {
         "prompt": {"type": "string"}, "guidance": {"type": "number", "minimum": 0, "maximum": 5}}}
     models = {"text_to_image_guided": "someone/strict", "text_to_image": "someone/strict"}
-    client = app_for(replicate, storage_dir, REPLICATE_MODELS=models).test_client()
+    client = hosted_app(replicate, storage_dir, REPLICATE_MODELS=models).test_client()
     refused = client.post(URL, json={"prompt": "a fox", "guidance": 7})
     assert refused.status_code == 400 and "from 0 to 5" in refused.get_json()["error"]
     assert client.post(URL, json={"prompt": "a fox", "guidance": 4}).status_code == 200
     assert len(replicate.made("GET", "/v1/models/someone/strict")) == 1
     cached = storage_dir.parent / "schemas" / "replicate" / "someone__strict.json"
     assert json.loads(cached.read_text())["properties"]["guidance"]["maximum"] == 5
-    again = app_for(replicate, storage_dir, REPLICATE_MODELS=models).test_client()
+    again = hosted_app(replicate, storage_dir, REPLICATE_MODELS=models).test_client()
     assert again.post(URL, json={"prompt": "a fox", "guidance": 9}).status_code == 400
     assert len(replicate.made("GET", "/v1/models/someone/strict")) == 1  # read from the cache
     [create] = replicate.made("POST", "/predictions")
@@ -149,7 +127,7 @@ def test_a_user_model_schema_is_fetched_once_and_cached(replicate, storage_dir):
 def test_a_fal_user_model_schema_comes_from_its_openapi(fal, storage_dir):
     fal.schemas["someone/app/edit"] = {"required": ["prompt"], "properties": {
         "prompt": {"type": "string"}, "seed": {"type": "integer", "maximum": 100}}}
-    result_app = app_for(fal, storage_dir, FAL_MODELS={"text_to_image": "someone/app/edit"})
+    result_app = hosted_app(fal, storage_dir, FAL_MODELS={"text_to_image": "someone/app/edit"})
     prov = result_app.extensions["generation_provider"]
     with pytest.raises(InputRefused):
         prov.run(Task("text_to_image", "a heron", {"seed": 500}))
@@ -202,7 +180,7 @@ def test_fal_storage_and_schemas_default_to_the_queues_origin_when_it_is_not_fal
 def test_a_large_input_on_replicate_uses_the_files_api(replicate, storage_dir):
     large = png_bytes((400, 400), pattern=True) + b"\0" * (300 * 1024)
     data = {"prompt": "a fox", "strength": 0.5, "image": (io.BytesIO(large), "l.png")}
-    client = app_for(replicate, storage_dir).test_client()
+    client = hosted_app(replicate, storage_dir).test_client()
     assert client.post("/api/generate/img-to-img", data=data,
                        content_type="multipart/form-data").status_code == 200
     [create] = replicate.made("POST", "/predictions")

@@ -4,32 +4,16 @@ import base64
 
 import pytest
 
-from generation_studio import create_app
 from generation_studio.errors import ProviderError
 from generation_studio.providers import Task
 
-from . import test_fal, test_replicate
-from .fakes import HTML, FakeFal, FakeReplicate
-
-
-@pytest.fixture
-def replicate():
-    fake = FakeReplicate(test_replicate.TOKEN)
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def fal():
-    fake = FakeFal(test_fal.KEY)
-    yield fake
-    fake.close()
+from .conftest import hosted_app
+from .fakes import HTML
 
 
 def provider(fake, storage_dir, **settings):
-    module = test_replicate if isinstance(fake, FakeReplicate) else test_fal
-    return create_app(module.settings(fake, storage_dir, **settings)).extensions[
-        "generation_provider"]
+    return hosted_app(fake, storage_dir, **settings).extensions["generation_provider"]
+
 
 
 def stored(result) -> list[bytes]:

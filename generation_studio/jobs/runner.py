@@ -61,6 +61,8 @@ def run(jobs, op_id: str) -> None:
         outcome = recordkeeping.succeeded(result)
     try:
         finish(history, op_id, owner, outcome, result.files if result else ())
+    except NotFound:
+        pass  # deleted while it ran: nothing to keep
     except OSError as e:  # storage full or read-only: the waiting request gets it inline
         history.log.error("Could not save operation %s (%s): %s; the result is sent inline",
                           op_id, record["operationType"], e)
