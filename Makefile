@@ -39,7 +39,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/history_bench.py
 
 # Mutation testing of storage/ and history/ ([tool.mutmut] in pyproject.toml; README,
-# "Mutation testing"). It takes minutes, so it is not part of `make test`. Results are kept
+# "Mutation testing"). It takes an hour or more on 2 cores, so it is not part of `make test`. Results are kept
 # in mutants/ and a second run only redoes what changed; `rm -rf mutants` starts afresh.
 # It lists the surviving mutants (`$(VENV)/bin/mutmut show <name>` shows one) and the totals.
 MUTATION_JOBS ?= $(shell nproc)

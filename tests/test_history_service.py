@@ -447,3 +447,19 @@ def test_history_service_is_the_only_reader_of_the_index():
                 assert internal not in text, (path, internal)
         if path.parent.name == "storage":
             assert "from ..history" not in text and "import history" not in text, path
+
+
+def test_a_search_answered_from_the_folder_matches_words_as_the_index_does(app, client):
+    history = app.extensions["history"]
+    cat = history.save({"operationType": "text_to_image", "status": "succeeded",
+                        "prompt": "a cat on a mat"})["operationId"]
+    catalog = history.save({"operationType": "text_to_image", "status": "succeeded",
+                            "prompt": "a catalogue of boats"})["operationId"]
+    with_index = {q: ids_in(client.get(f"/api/history?q={q}")) for q in ("at", "cat", "a+cat")}
+    history.keeper.problem = "being rebuilt (test)"
+    from_folder = {q: ids_in(client.get(f"/api/history?q={q}")) for q in ("at", "cat", "a+cat")}
+    assert from_folder == with_index == {"at": set(), "cat": {cat, catalog}, "a+cat": {cat, catalog}}
+
+
+def ids_in(response):
+    return {op["operationId"] for op in response.get_json()["operations"]}

@@ -6,6 +6,7 @@ Bad values raise ``FilterError`` naming the field and what is allowed; the
 web layer answers them 400 and the CLI as a usage error.
 """
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 
@@ -37,14 +38,22 @@ class Filters:
         """Whether ``record`` is selected (the index's rules, in Python)."""
         provider = (record.get("provider") or {}).get("name")
         created = record.get("createdAt") or ""
-        prompt = (record.get("prompt") or "").lower() if isinstance(record.get("prompt"), str) else ""
+        prompt = record.get("prompt") if isinstance(record.get("prompt"), str) else ""
         return ((not self.types or record.get("operationType") in self.types)
                 and self.status in (None, record.get("status"))
                 and self.provider in (None, provider)
                 and self.parent_id in (None, record.get("parentId"))
                 and (not self.since or created >= self.since)
                 and (not self.until or created <= self.until)
-                and all(w in prompt for w in (self.q or "").lower().split()))
+                and _words_match(self.q, prompt))
+
+
+def _words_match(q: str | None, prompt: str) -> bool:
+    """The index's search rule: every word of ``q`` is a word of the prompt,
+    the last one as a prefix."""
+    words, query = re.findall(r"\w+", prompt.lower()), re.findall(r"\w+", (q or "").lower())
+    return all(any(p == w or (i == len(query) - 1 and p.startswith(w)) for p in words)
+               for i, w in enumerate(query))
 
 
 def parse(args) -> Filters:

@@ -23,10 +23,6 @@ class InvalidRecord(ValueError):
     """A record file that cannot be read; the message says why."""
 
 
-def encode(record: dict) -> bytes:
-    return json.dumps(record, indent=2, ensure_ascii=False).encode()
-
-
 def decode(op_id: str, data: bytes) -> dict:
     """The record of ``op_id`` from its file's bytes, normalised."""
     try:

@@ -353,7 +353,3 @@ class HistoryService:
 
     def health(self) -> dict:
         return {"writable": self.writable(), **self.keeper.health()}
-
-    # For the keeper and recovery --------------------------------------------------
-    def announce(self, record: dict) -> None:
-        events.operation_saved.send(self, record=record)

@@ -184,15 +184,3 @@ class OperationFolder:
                     if name == layout.record_name(op_id):
                         listing.records.add(op_id)
         return listing
-
-    def record_ids(self):
-        """The ids of the loose records, streamed (for a fingerprint)."""
-        try:
-            entries = os.scandir(self.root)
-        except FileNotFoundError:
-            return
-        with entries:
-            for entry in entries:
-                op_id = layout.record_id(entry.name)
-                if op_id and not entry.is_symlink():
-                    yield op_id
