@@ -3,9 +3,10 @@
 1. Latency: a small local image edit (a 256x256 PNG, sepia) through the real
    route — its record written ``queued`` with its input, put on the SqliteHuey
    queue, claimed by a worker thread, run, its outcome written, the waiting
-   request woken — against the same work called directly (the provider on
-   the same task, nothing recorded), alternating request by request in one
-   run. Prints median and p95 of each and of the difference.
+   request woken — against the same request run in the request thread with
+   nothing recorded (``RECORDING_ENABLED`` off) and the same work called
+   directly (the provider on the same task), alternating in one run. Prints
+   median and p95 of each and of the differences.
 2. Throughput: N asynchronous text-to-image operations submitted at once,
    run by 1 then by 2 worker threads; operations per second.
 
@@ -46,26 +47,31 @@ def latency(root: Path, count: int):
     app = create_app({"STORAGE_DIR": str(root / "latency"), "HISTORY_CHECK_WAITS": True,
                       "LOG_LEVEL": "WARNING"})
     client = app.test_client()
+    inline = create_app({"STORAGE_DIR": str(root / "inline"), "HISTORY_CHECK_WAITS": True,
+                         "LOG_LEVEL": "WARNING", "RECORDING_ENABLED": False}).test_client()
     provider = app.extensions["generation_provider"]
     picture = small_png()
     task = Task("image_edit_single", "sepia", {"outputFormat": "jpg"},
                 [Image.open(io.BytesIO(picture)).convert("RGB")], [picture])
-    queued, direct = [], []
+    queued, unrecorded, direct = [], [], []
     for n in range(count + 10):
-        start = time.perf_counter()
-        answer = client.post("/api/edit/image", data={
-            "prompt": "sepia", "image": (io.BytesIO(picture), "p.png")},
-            content_type="multipart/form-data")
-        took = time.perf_counter() - start
-        assert answer.status_code == 200, answer.get_json()
+        took = []
+        for target in (client, inline):
+            start = time.perf_counter()
+            answer = target.post("/api/edit/image", data={
+                "prompt": "sepia", "image": (io.BytesIO(picture), "p.png")},
+                content_type="multipart/form-data")
+            took.append((time.perf_counter() - start) * 1000)
+            assert answer.status_code == 200, answer.get_json()
         start = time.perf_counter()
         provider.run(task)
-        took_direct = time.perf_counter() - start
+        took.append((time.perf_counter() - start) * 1000)
         if n >= 10:  # the first ones warm caches and start the workers
-            queued.append(took * 1000)
-            direct.append(took_direct * 1000)
+            queued.append(took[0])
+            unrecorded.append(took[1])
+            direct.append(took[2])
     app.extensions["jobs"].stop_workers()
-    return queued, direct
+    return queued, unrecorded, direct
 
 
 def throughput(root: Path, jobs: int, threads: int) -> float:
@@ -94,14 +100,19 @@ def main():
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="queue-bench-", dir=args.dir))
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, storage {root}")
-    queued, direct = latency(root, args.requests)
-    added = [q - d for q, d in zip(queued, direct)]
-    print(f"\nsmall image edit, {args.requests} requests each way   median ms    p95 ms")
-    for label, values in (("through the queue (route, sync)", queued),
-                          ("the same work called directly", direct),
-                          ("added by the queue and the record", added)):
-        print(f"{label:45}{statistics.median(values):10.2f}{percentile(values, 95):10.2f}")
-    print(f"ratio of medians: {statistics.median(queued) / statistics.median(direct):.2f}")
+    queued, unrecorded, direct = latency(root, args.requests)
+    print(f"\nsmall image edit, {args.requests} requests each way        median ms    p95 ms")
+    for label, values in (
+            ("through the queue (route, sync, recorded)", queued),
+            ("the same request run in it, nothing recorded", unrecorded),
+            ("the same work called directly (provider)", direct),
+            ("added by queue + record vs the request alone", [q - u for q, u in
+                                                             zip(queued, unrecorded)]),
+            ("added by queue + record + HTTP vs the work", [q - d for q, d in
+                                                           zip(queued, direct)])):
+        print(f"{label:50}{statistics.median(values):10.2f}{percentile(values, 95):10.2f}")
+    print(f"ratio of medians, queued / unrecorded request: "
+          f"{statistics.median(queued) / statistics.median(unrecorded):.2f}")
     one = throughput(root, args.jobs, 1)
     two = throughput(root, args.jobs, 2)
     print(f"\nthroughput, {args.jobs} text-to-image jobs (1024x1024): 1 worker {one:.1f} ops/s, "

@@ -7,6 +7,7 @@ provider claims, so a PNG sent as ``photo.jpg`` is kept as ``_in_0.png``.
 import base64
 import hashlib
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,10 @@ def describe(data: bytes | Path) -> FileInfo:
         info = FileInfo(ext, mime, size, digest.hexdigest())
     else:
         info = FileInfo(ext, mime, len(data), hashlib.sha256(data).hexdigest())
-    if mime.startswith("image/"):
+    still = _still_size(data, ext) if isinstance(data, bytes) else None
+    if still:
+        info.width, info.height = still
+    elif mime.startswith("image/"):
         try:
             with open_image(data) as image:
                 info.width, info.height = image.size
@@ -105,3 +109,24 @@ def describe(data: bytes | Path) -> FileInfo:
         except (OSError, ValueError, Image.DecompressionBombError):
             pass  # kept as bytes; the record just has no size
     return info
+
+
+def _still_size(data: bytes, ext: str):
+    """(width, height) of a PNG or a JPEG read from its header, without
+    Pillow (the record step's most frequent case); None to ask Pillow.
+    An animated PNG (acTL before the image data) goes to Pillow for its frames."""
+    if ext == "png" and data[12:16] == b"IHDR" and b"acTL" not in data[:data.find(b"IDAT")]:
+        return struct.unpack(">II", data[16:24])
+    if ext == "jpg":
+        at = 2
+        while at + 9 < len(data) and data[at] == 0xFF:
+            marker = data[at + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+                at += 1 if marker == 0xFF else 2
+                continue
+            length = struct.unpack(">H", data[at + 2:at + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
+                height, width = struct.unpack(">HH", data[at + 5:at + 9])
+                return (width, height) if width and height else None
+            at += 2 + length
+    return None

@@ -126,3 +126,15 @@ def test_a_corrupt_record_is_skipped_not_fatal(store, caplog):
     (store.root / f"{bad}.json").write_text('{"operationId": "trunc')
     assert set(store.get_many([good, bad])) == {good}
     assert f"Skipped {bad}.json" in caplog.text
+
+
+@pytest.mark.parametrize("fmt, options", [("PNG", {}), ("JPEG", {}), ("JPEG", {"progressive": True}),
+                                          ("WEBP", {}), ("GIF", {})])
+def test_recorded_sizes_are_the_images_own(store, fmt, options):
+    import io
+
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new("RGB", (1234, 567), (9, 90, 200)).save(buffer, fmt, **options)
+    [entry] = store.save({}, outputs=[buffer.getvalue()])["outputs"]
+    assert (entry["width"], entry["height"]) == (1234, 567)
