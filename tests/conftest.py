@@ -86,6 +86,15 @@ def fal():
     fake.close()
 
 
+def fast_provider_settings(storage_dir) -> dict:
+    """Hosted providers' settings for the tests: fast polling, retries and deadlines."""
+    return {"PROVIDER_SCHEMA_DIR": str(storage_dir.parent / "schemas"),
+            "PROVIDER_POLL_INTERVAL": 0.01, "PROVIDER_POLL_MAX_INTERVAL": 0.02,
+            "PROVIDER_RETRY_BACKOFF": 0.01, "PROVIDER_RETRY_MAX_BACKOFF": 0.05,
+            "PROVIDER_MAX_RETRY_WAIT": 0.05, "PROVIDER_CANCEL_TIMEOUT": 1,
+            "PROVIDER_IMAGE_DEADLINE": 5, "PROVIDER_VIDEO_DEADLINE": 5}
+
+
 def hosted_app(fake, storage_dir, **settings):
     """An app on ``fake``'s provider, with the fast settings of its test module."""
     from . import test_fal, test_replicate

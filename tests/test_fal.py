@@ -6,6 +6,7 @@ import pytest
 
 from generation_studio import create_app
 
+from .conftest import fast_provider_settings
 from .fakes import FakeFal
 from .test_routes import CASES, IDS, images, send
 
@@ -27,11 +28,7 @@ def settings(fake, storage_dir, **more) -> dict:
         "FAL_QUEUE_BASE": fake.origin, "FAL_KEY": KEY, "FAL_REST_BASE": fake.origin,
         "FAL_SCHEMA_URL": fake.origin + "/api/openapi/queue/openapi.json?endpoint_id={model}",
         "ALLOWED_RESULT_ORIGINS": [fake.cdn.origin],
-        "PROVIDER_SCHEMA_DIR": str(storage_dir.parent / "schemas"),
-        "PROVIDER_POLL_INTERVAL": 0.01, "PROVIDER_POLL_MAX_INTERVAL": 0.02,
-        "PROVIDER_RETRY_BACKOFF": 0.01, "PROVIDER_RETRY_MAX_BACKOFF": 0.05,
-        "PROVIDER_MAX_RETRY_WAIT": 0.05, "PROVIDER_CANCEL_TIMEOUT": 1,
-        "PROVIDER_IMAGE_DEADLINE": 5, "PROVIDER_VIDEO_DEADLINE": 5, **more}
+        **fast_provider_settings(storage_dir), **more}
 
 
 @pytest.fixture

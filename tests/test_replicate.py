@@ -10,7 +10,7 @@ from generation_studio import create_app
 from generation_studio.errors import ProviderError
 from generation_studio.providers import Task
 
-from .conftest import png_bytes, stored_names
+from .conftest import fast_provider_settings, png_bytes, stored_names
 from .fakes import FakeReplicate
 from .test_routes import CASES, IDS, images, send
 
@@ -31,11 +31,7 @@ def settings(fake, storage_dir, **more) -> dict:
         "TESTING": True, "STORAGE_DIR": str(storage_dir), "GENERATION_PROVIDER": "replicate",
         "REPLICATE_API_BASE": f"{fake.origin}/v1", "REPLICATE_API_TOKEN": TOKEN,
         "REPLICATE_WAIT_SECONDS": 5, "ALLOWED_RESULT_ORIGINS": [fake.cdn.origin],
-        "PROVIDER_SCHEMA_DIR": str(storage_dir.parent / "schemas"),
-        "PROVIDER_POLL_INTERVAL": 0.01, "PROVIDER_POLL_MAX_INTERVAL": 0.02,
-        "PROVIDER_RETRY_BACKOFF": 0.01, "PROVIDER_RETRY_MAX_BACKOFF": 0.05,
-        "PROVIDER_MAX_RETRY_WAIT": 0.05, "PROVIDER_CANCEL_TIMEOUT": 1,
-        "PROVIDER_IMAGE_DEADLINE": 5, "PROVIDER_VIDEO_DEADLINE": 5, **more}
+        **fast_provider_settings(storage_dir), **more}
 
 
 @pytest.fixture
