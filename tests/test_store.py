@@ -138,3 +138,13 @@ def test_recorded_sizes_are_the_images_own(store, fmt, options):
     Image.new("RGB", (1234, 567), (9, 90, 200)).save(buffer, fmt, **options)
     [entry] = store.save({}, outputs=[buffer.getvalue()])["outputs"]
     assert (entry["width"], entry["height"]) == (1234, 567)
+
+
+def test_a_temp_file_older_than_the_process_now_holding_its_pid_is_a_dead_writers(store):
+    started = recovery._start_time(os.getpid())
+    if started is None:
+        pytest.skip("no /proc to tell when a process started")
+    reused = store.root / f".x_out.jpg.pid{os.getpid()}-abc.tmp"  # this pid, an older writer
+    reused.write_bytes(b"half")
+    os.utime(reused, (started - 60, started - 60))
+    assert recovery.remove_temp_files(store) == 1 and not reused.exists()

@@ -49,8 +49,9 @@ def remove_temp_files(history) -> int:
         for entry in entries:
             match = _PID.search(entry.name)
             try:
-                old = now - entry.stat(follow_symlinks=False).st_mtime > TEMP_GRACE_SECONDS
-                if old or (match and not _alive(int(match[1]))):
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+                if now - mtime > TEMP_GRACE_SECONDS or (
+                        match and not _writer_alive(int(match[1]), mtime)):
                     os.unlink(entry.path)
                     removed += 1
             except FileNotFoundError:
@@ -58,14 +59,29 @@ def remove_temp_files(history) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def _writer_alive(pid: int, written: float) -> bool:
+    """Whether process ``pid`` lives and is the one that wrote at ``written``
+    (a process id reused by a later process is not the writer)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    started = _start_time(pid)
+    return started is None or started <= written + 1
+
+
+def _start_time(pid: int) -> float | None:
+    """When process ``pid`` started (Linux's /proc), or None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def remove_orphans(history) -> int:
