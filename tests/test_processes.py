@@ -188,7 +188,17 @@ def test_a_web_server_killed_under_load_loses_no_accepted_operation(tmp_path, pr
     deadline = time.time() + 15
     while [p for p in storage.iterdir() if p.name.endswith(".tmp")] and time.time() < deadline:
         time.sleep(0.1)
-    assert [p.name for p in storage.iterdir() if p.name.endswith(".tmp")] == []
+    left = [p.name for p in storage.iterdir() if p.name.endswith(".tmp")]
+    assert left == [], [(n, _process(n)) for n in left]
+
+
+def _process(temp_name: str) -> str:
+    """What the process named in a temp file is now (for a failure's message)."""
+    pid = temp_name.split(".pid")[1].split("-")[0]
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "gone"
 
 
 def test_every_process_killed_then_restarted_finishes_twenty_queued_operations(

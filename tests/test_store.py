@@ -9,6 +9,7 @@ import time
 import pytest
 
 from generation_studio.history import HistoryService, records
+from generation_studio import liveness
 from generation_studio.history import recovery
 from generation_studio.storage import layout
 from generation_studio.storage.folder import OperationExists
@@ -141,10 +142,26 @@ def test_recorded_sizes_are_the_images_own(store, fmt, options):
 
 
 def test_a_temp_file_older_than_the_process_now_holding_its_pid_is_a_dead_writers(store):
-    started = recovery._start_time(os.getpid())
+    started = liveness.start_time(os.getpid())
     if started is None:
         pytest.skip("no /proc to tell when a process started")
     reused = store.root / f".x_out.jpg.pid{os.getpid()}-abc.tmp"  # this pid, an older writer
     reused.write_bytes(b"half")
     os.utime(reused, (started - 60, started - 60))
     assert recovery.remove_temp_files(store) == 1 and not reused.exists()
+
+
+def test_a_killed_writer_not_yet_reaped_is_dead(store):
+    import subprocess
+    import sys
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 10
+    while liveness.start_time(child.pid) is not None and time.time() < deadline:
+        if open(f"/proc/{child.pid}/stat", "rb").read().rsplit(b")", 1)[1].split()[0] == b"Z":
+            break  # exited, not reaped: a zombie
+        time.sleep(0.01)
+    temp = store.root / f".x_out.jpg.pid{child.pid}-abc.tmp"
+    temp.write_bytes(b"half")
+    assert liveness.alive(child.pid) is False
+    assert recovery.remove_temp_files(store) == 1 and not temp.exists()
+    child.wait()

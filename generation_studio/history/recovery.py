@@ -18,6 +18,7 @@ import re
 import time
 from datetime import datetime, timedelta, timezone
 
+from .. import liveness
 from ..storage import layout
 from ..storage.atomic import TMP_SUFFIX
 from .filters import iso
@@ -51,37 +52,12 @@ def remove_temp_files(history) -> int:
             try:
                 mtime = entry.stat(follow_symlinks=False).st_mtime
                 if now - mtime > TEMP_GRACE_SECONDS or (
-                        match and not _writer_alive(int(match[1]), mtime)):
+                        match and not liveness.alive(int(match[1]), since=mtime)):
                     os.unlink(entry.path)
                     removed += 1
             except FileNotFoundError:
                 continue  # its writer finished meanwhile
     return removed
-
-
-def _writer_alive(pid: int, written: float) -> bool:
-    """Whether process ``pid`` lives and is the one that wrote at ``written``
-    (a process id reused by a later process is not the writer)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    started = _start_time(pid)
-    return started is None or started <= written + 1
-
-
-def _start_time(pid: int) -> float | None:
-    """When process ``pid`` started (Linux's /proc), or None when unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
-        with open("/proc/stat", "rb") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def remove_orphans(history) -> int:

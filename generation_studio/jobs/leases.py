@@ -12,6 +12,7 @@ import socket
 import threading
 from datetime import datetime
 
+from .. import liveness
 from ..history.filters import iso
 
 
@@ -37,10 +38,4 @@ def _owner_gone(owner: str) -> bool:
         return False
     if int(pid) == os.getpid():
         return False  # this very process: a live thread of ours holds it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not liveness.alive(int(pid))
