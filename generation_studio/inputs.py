@@ -2,8 +2,11 @@
 
 Every generation route takes the same fields as ``application/json``,
 ``application/x-www-form-urlencoded`` or ``multipart/form-data``. Images come
-as multipart files in ``images`` (several) or ``image`` (one), or as data URLs
-(``data:image/png;base64,...``) in those same fields of a JSON body or form.
+as multipart files in ``images`` (several) or ``image`` (one), as data URLs
+(``data:image/png;base64,...``) in those same fields of a JSON body or form,
+or as references to a file the studio already keeps (``op:<operation id>/<file
+name>``), so a client chains steps without downloading and uploading again.
+A JSON list keeps its order; a form gives its files first, then its text values.
 
 The request is read once per request (``current()``), so the recording
 decorator and the view see the same data. Validation lives in the small
@@ -21,11 +24,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import media
 from .errors import ApiError
+from .history import current_history
+from .storage import layout
 
 IMAGE_FIELDS = ("image", "images")
 PROMPT_MAX_CHARS = 10_000
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 _DATA_URL = re.compile(r"^data:([\w.+/-]*)(;[\w=.+-]+)*;base64,(.*)$", re.S)
+REFERENCE_PREFIX = "op:"
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Upload:
     label: str  # how error messages name it: "images[1]"
     data: bytes
     filename: str | None = None
+    source: dict | None = None  # a stored file's {"operationId", "file"}, when referenced
 
 
 @dataclass
@@ -75,7 +82,7 @@ def _from_json() -> RequestData:
         value = body.pop(name, None)
         values = value if isinstance(value, list) else [] if value is None else [value]
         for item in values:
-            data.uploads.append(_from_data_url(name, len(data.uploads), item))
+            data.uploads.append(_from_text(name, len(data.uploads), item))
     data.fields = body
     return data
 
@@ -89,21 +96,40 @@ def _from_form() -> RequestData:
                                            item.read(), item.filename or None))
         for item in request.form.getlist(name):
             if item:
-                data.uploads.append(_from_data_url(name, len(data.uploads), item))
+                data.uploads.append(_from_text(name, len(data.uploads), item))
     data.fields = {k: v for k, v in request.form.items() if k not in IMAGE_FIELDS}
     return data
 
 
-def _from_data_url(name: str, index: int, value) -> Upload:
+def _from_text(name: str, index: int, value) -> Upload:
+    """An image sent as text: a data URL or a reference to a stored file."""
     label = f"images[{index}]"
+    if isinstance(value, str) and value.startswith(REFERENCE_PREFIX):
+        return _from_reference(label, value)
     match = _DATA_URL.match(value) if isinstance(value, str) else None
     if not match:
-        raise ApiError(f"{label} must be a data URL (data:image/png;base64,...) "
-                       f"or a file uploaded in the field '{name}'", field=label)
+        raise ApiError(f"{label} must be a data URL (data:image/png;base64,...), a stored "
+                       f"file (op:<operation id>/<file name>) or a file uploaded in the "
+                       f"field '{name}'", field=label)
     try:
         return Upload(label, base64.b64decode(match.group(3), validate=True))
     except (binascii.Error, ValueError):
         raise ApiError(f"{label} is not valid base64", field=label) from None
+
+
+def _from_reference(label: str, value: str) -> Upload:
+    """The bytes of ``op:<id>/<file>``, one of that operation's own files."""
+    op_id, _, name = value[len(REFERENCE_PREFIX):].partition("/")
+    if not layout.is_id(op_id) or not name:
+        raise ApiError(f"{label}: {value[:200]!r} is not a reference such as "
+                       "op:20261126_k3j5x2m7qa9b/_out_0.png", field=label)
+    found = current_history().open_file(op_id, name)
+    if found is None:
+        raise ApiError(f"{label}: operation {op_id} has no file {name[:200]!r} (see "
+                       f"/api/history/{op_id} for its inputImages and outputs)", field=label)
+    data, _ = found
+    return Upload(label, data if isinstance(data, bytes) else data.read_bytes(), name,
+                  {"operationId": op_id, "file": name})
 
 
 def prompt(required: bool = True) -> str:
