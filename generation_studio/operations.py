@@ -17,6 +17,7 @@ from . import inputs
 from .catalog import image_limits
 from .providers import Task
 from .providers.local.render import ASPECT_SIZES
+from .providers.local.video import FORMATS as VIDEO_FORMATS
 from .providers.local.video import MOTIONS
 
 OUTPUT_FORMATS = ("jpg", "png", "webp")
@@ -88,10 +89,9 @@ class Route:
     def task(self) -> Task:
         """The checked request, as the task its job will run."""
         prompt = inputs.prompt(required=self.prompt == "required")
-        images = inputs.images(*self.images)
+        sources = inputs.images(*self.images)
         params = {f.name: v for f in self.fields if (v := f.read()) is not None}
-        return Task(self.type_for(inputs.current()), prompt, params, images,
-                    [upload.data for upload in inputs.current().uploads])
+        return Task(self.type_for(inputs.current()), prompt, params, sources=sources)
 
 
 def aspect(default: str) -> Field:
@@ -111,6 +111,9 @@ GUIDANCE = Field("guidance", "Guidance", "number", 0, 30,
                  help="For hosted models; each takes its own range")
 DURATION = Field("duration", "Duration (seconds)", "number", *DURATION_SECONDS, 5, step=0.5)
 FRAME_RATE = Field("fps", "Frames per second", "integer", *FPS, 8, step=1)
+VIDEO_FORMAT = Field("videoFormat", "Video format", "choice", choices=VIDEO_FORMATS,
+                     default="mp4", aliases={f.upper(): f for f in VIDEO_FORMATS},
+                     help="MP4 (H.264) plays everywhere; WebP and GIF are animated images")
 MOTION = Field("motion", "Motion", "choice", choices=MOTIONS,
                help="Or words of the prompt: zoom out, pan left…")
 
@@ -130,15 +133,15 @@ ROUTES = (
           (strength(1.0, "How much of the style to take"), OUTPUT_FORMAT), prompt="optional",
           image_help="First the content, then the style reference."),
     Route("/api/video/text-to-video", "video", "text_to_video", "Text to video",
-          ("text_to_video",), (DURATION, FRAME_RATE, aspect("16:9"), SEED), makes="video"),
+          ("text_to_video",), (DURATION, FRAME_RATE, aspect("16:9"), SEED, VIDEO_FORMAT), makes="video"),
     Route("/api/video/img-to-video", "video", "img_to_video", "Image to video",
-          ("image_to_video_single",), (DURATION, FRAME_RATE), makes="video",
+          ("image_to_video_single",), (DURATION, FRAME_RATE, VIDEO_FORMAT), makes="video",
           description="The motion comes from the prompt (\"zoom out\", \"pan left\"...)."),
     Route("/api/video-image/animate-image", "video_image", "animate_image", "Animate an image",
-          ("image_to_video_single",), (DURATION, FRAME_RATE, MOTION), makes="video",
+          ("image_to_video_single",), (DURATION, FRAME_RATE, MOTION, VIDEO_FORMAT), makes="video",
           form="animate"),
     Route("/api/video-image/transition", "video_image", "transition", "Transition",
-          ("image_to_video_transition",), (DURATION, FRAME_RATE), prompt="optional",
+          ("image_to_video_transition",), (DURATION, FRAME_RATE, VIDEO_FORMAT), prompt="optional",
           image_help="From the first to the second.", makes="video"),
 )
 

@@ -42,9 +42,9 @@ STEP_PARAMS = {
     "image_edit_multiple": ("outputFormat",),
     "pose_transfer": ("outputFormat",),
     "style_transfer": ("outputFormat",),
-    "text_to_video": ("duration", "fps", "aspectRatio", "seed"),
-    "image_to_video_single": ("duration", "fps"),
-    "image_to_video_transition": ("duration", "fps"),
+    "text_to_video": ("duration", "fps", "aspectRatio", "seed", "videoFormat"),
+    "image_to_video_single": ("duration", "fps", "videoFormat"),
+    "image_to_video_transition": ("duration", "fps", "videoFormat"),
 }
 # Each workflow: (images it takes, its steps as (operation, inputs)).
 # "image_edit" becomes single or multiple by the count; "uploads" is every upload.

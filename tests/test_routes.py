@@ -6,6 +6,8 @@ import io
 import pytest
 from PIL import Image
 
+from generation_studio import videos
+
 from .conftest import open_image, png_bytes
 
 COLOURS = [(220, 40, 40), (40, 60, 220), (40, 180, 60), (240, 200, 40), (120, 40, 160)]
@@ -69,13 +71,14 @@ def test_route_records_inputs_and_output(client, records, storage_dir, url, op_t
         assert (entry["width"], entry["height"], entry["bytes"]) == (64 + 8 * n, 48, len(uploads[n]))
         assert entry["originalName"] == (f"in{n}.png" if encoding == "multipart" else None)
 
-    result = open_image((storage_dir / record["resultFile"]).read_bytes())
+    data = (storage_dir / record["resultFile"]).read_bytes()
     if frames is None:
+        result = open_image(data)
         assert result.format in ("JPEG", "PNG", "WEBP") and getattr(result, "n_frames", 1) == 1
-    else:
-        assert result.format == "WEBP" and result.n_frames == frames
+    else:  # an MP4 (H.264) by default
+        assert data[4:8] == b"ftyp" and record["resultFile"].endswith("_out.mp4")
+        assert videos.info(data)["frames"] == frames
         assert record["outputs"][0]["frames"] == frames
-        assert record["resultFile"].endswith("_out.webp")
 
 
 def test_video_frames_are_capped_by_the_setting(client, records, app):
@@ -102,7 +105,8 @@ def test_edit_words_are_applied_and_recorded(client, records, storage_dir):
 
 def test_transition_goes_from_the_first_image_to_the_second(client, records, storage_dir):
     red, blue = png_bytes((64, 64), (255, 0, 0)), png_bytes((64, 64), (0, 0, 255))
-    send(client, "/api/video-image/transition", {"duration": 1, "fps": 4}, [red, blue], "multipart")
+    send(client, "/api/video-image/transition", {"duration": 1, "fps": 4, "videoFormat": "webp"},
+         [red, blue], "multipart")
     video = Image.open(storage_dir / records()[0]["resultFile"])
     video.seek(0)
     first = video.convert("RGB").getpixel((10, 10))

@@ -90,7 +90,7 @@ def test_edit_then_video_records_the_workflow_and_each_step(client, records, sto
     assert (edit["operationType"], video["operationType"]) == ("image_edit_single",
                                                                "image_to_video_single")
     assert edit["provider"]["edits"] == ["sepia"]
-    assert video["parameters"] == {"duration": 1, "fps": 4}
+    assert video["parameters"] == {"duration": 1, "fps": 4, "videoFormat": "mp4"}
     # The upload goes into the edit, the edit into the video, the video out of the workflow.
     read = lambda name: (storage_dir / name).read_bytes()  # noqa: E731
     assert read(edit["inputImages"][0]["file"]) == upload == read(flow["inputImages"][0]["file"])
@@ -158,3 +158,10 @@ def test_history_filters_by_workflow_type(client):
     post(client, {"prompt": "a castle"})
     body = client.get("/api/history?type=generate_image").get_json()
     assert body["total"] == 1 and body["operations"][0]["steps"]
+
+
+def test_a_workflow_video_step_takes_the_video_format(client, records):
+    answer = client.post("/api/workflow/execute", json={
+        "prompt": "a harbour, then animate it", "duration": 1, "fps": 2, "videoFormat": "gif"})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["resultUrl"].endswith("_out.gif")

@@ -14,7 +14,7 @@ from ..recording import records_operation
 
 bp = Blueprint("workflow", __name__, url_prefix="/api/workflow")
 FIELDS = (operations.DURATION, operations.FRAME_RATE, operations.aspect("1:1"), operations.SEED,
-          operations.OUTPUT_FORMAT)
+          operations.OUTPUT_FORMAT, operations.VIDEO_FORMAT)
 
 
 def workflow_type(data: inputs.RequestData) -> str:
@@ -25,7 +25,6 @@ def workflow_type(data: inputs.RequestData) -> str:
 @records_operation(workflow_type, default=UNPLANNED_WORKFLOW)
 def execute():
     plan = workflow.plan_for_request()
-    images = inputs.images(0, workflow.MAX_IMAGES)
+    sources = inputs.images(0, workflow.MAX_IMAGES)
     params = {f.name: v for f in FIELDS if (v := f.read()) is not None}
-    return Task(plan["type"], inputs.prompt(), params, images,
-                [upload.data for upload in inputs.current().uploads], plan=plan)
+    return Task(plan["type"], inputs.prompt(), params, sources=sources, plan=plan)

@@ -2,14 +2,19 @@
 
 It renders pictures procedurally from the prompt (``render``) and transforms
 uploaded images with classic image processing, so every route gives a real,
-viewable result on a machine with no account and no network.
+viewable result on a machine with no account and no network. Its videos are
+encoded with PyAV (``video``).
 """
 
 import io
+import os
 import secrets
+import tempfile
+from pathlib import Path
 
 from PIL import Image
 
+from ...errors import GenerationError
 from .. import Provider, Result, Task
 from . import edit, render, video
 
@@ -49,17 +54,33 @@ class LocalProvider(Provider):
         return secrets.randbelow(2**32) if seed is None else seed
 
     def _video_result(self, task: Task, make_frames, aspect) -> Result:
-        """Render ``make_frames(count, size)`` as an animated WebP."""
-        fps = task.params["fps"]
-        count = video.frame_count(task.params["duration"], fps, self.config["MAX_VIDEO_FRAMES"])
+        """Encode ``make_frames(count, size)`` as the frames come, into a temp file."""
+        fps, duration = task.params["fps"], task.params["duration"]
+        fmt = task.params.get("videoFormat", "mp4")
+        if not video.can_encode(fmt):
+            raise GenerationError(f"videoFormat {fmt} needs PyAV's {video.MP4_CODEC} encoder, "
+                                  "which this server's PyAV lacks; ask for webp or gif",
+                                  status=501, field="videoFormat")
+        cap = self.config["MAX_VIDEO_FRAMES"]
+        count = video.frame_count(duration, fps, cap)
         size = video.frame_size(aspect, self.config["LOCAL_VIDEO_SIZE"])
-        frames = []
-        for frame in make_frames(count, size):
-            frames.append(frame)
-            report(task, 0.95 * len(frames) / count)  # encoding takes the rest
-        return Result(files=[video.encode(frames, fps)], model=MODEL,
+        path = self._temp_file(f".{fmt}")
+        try:
+            video.encode(_reported(make_frames(count, size), task, count), fps, size, fmt, path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Result(files=[path], model=MODEL, warnings=video.cut_warning(duration, fps, cap),
                       details={"width": size[0], "height": size[1], "frames": count, "fps": fps,
                                "durationSeconds": count / fps})
+
+    def _temp_file(self, suffix: str) -> Path:
+        """A temp file the history can move in (the system's when there is no history)."""
+        if self.store is not None:
+            return self.store.temp_file(suffix)
+        fd, name = tempfile.mkstemp(suffix=suffix)
+        os.close(fd)
+        return Path(name)
 
     def text_to_image(self, task: Task) -> Result:
         seed = self._seed(task)
@@ -107,6 +128,13 @@ class LocalProvider(Provider):
         first, second = task.images[:2]
         return self._video_result(
             task, lambda n, size: video.cross_fade(first, second, n, size), first.size)
+
+
+def _reported(frames, task: Task, count: int):
+    """``frames``, telling the job how far it is after each (encoding ends it)."""
+    for done, frame in enumerate(frames, 1):
+        yield frame
+        report(task, 0.99 * done / count)
 
 
 def report(task: Task, progress: float) -> None:
