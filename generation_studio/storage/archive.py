@@ -9,6 +9,8 @@ so that two rewrites of one day never race. Only names that ``layout``
 recognises are ever read or unpacked.
 """
 
+import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -34,10 +36,26 @@ def days(root: Path) -> list[str]:
         return []
 
 
+def _open(root: Path, day: str):
+    """The day's zip, open; FileNotFoundError when it is missing, or when it or
+    the archives folder is a symbolic link (never followed)."""
+    if folder(root).is_symlink():
+        raise FileNotFoundError(2, "the archives folder is a symbolic link", str(folder(root)))
+    try:
+        fd = os.open(path_for(root, day), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise FileNotFoundError(2, f"no archive of {day} ({e.strerror})") from None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise FileNotFoundError(2, f"the archive of {day} is not a regular file")
+    return zipfile.ZipFile(f)
+
+
 def names(root: Path, day: str) -> list[str]:
     """The operation files in the day's zip."""
     try:
-        with zipfile.ZipFile(path_for(root, day)) as z:
+        with _open(root, day) as z:
             return [n for n in z.namelist() if layout.owner(n)]
     except FileNotFoundError:
         return []
@@ -50,7 +68,7 @@ def read(root: Path, names_wanted) -> dict[str, bytes]:
         by_day.setdefault(layout.day_of(name), []).append(name)
     for day, wanted in by_day.items():
         try:
-            with zipfile.ZipFile(path_for(root, day)) as z:
+            with _open(root, day) as z:
                 members = set(z.namelist())
                 found.update({n: z.read(n) for n in wanted if n in members})
         except FileNotFoundError:
