@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint pytest storage-check debian-packages bench mutation clean
+.PHONY: run test lint pytest storage-check debian-packages bench mutation fuzz clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ pytest: $(VENV)/.installed
 
 storage-check: $(VENV)/.installed
 	PY=$(PY) ./scripts/storage_check.sh
+
+# A long fuzzing run: schemathesis against a live server from /api/openapi.json
+# (tests/test_fuzz.py), every phase, FUZZ_EXAMPLES cases per route (thousands
+# of requests); it prints the requests sent, the 5xx found and the time.
+FUZZ_EXAMPLES ?= 100
+fuzz: $(VENV)/.installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_PHASES=examples,coverage,fuzzing,stateful \
+		$(PY) -m pytest -q -s tests/test_fuzz.py
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/queue_latency.py

@@ -3,13 +3,18 @@
 ``ApiError`` is raised by our own code with a status and, when the fault is
 in one input, the field's name. Handlers are registered on the app, so that
 routing errors (404, 405) and Werkzeug's (413) answer in the same shape.
+Every JSON answer is strict JSON (``StrictJSONProvider``): never ``NaN``.
 """
 
+import math
+
 from flask import current_app, g, jsonify, redirect, render_template, request, url_for
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from .history import IndexUnavailable, NotFound
 from .history.filters import FilterError
+from .media import ImageRefused
 from .web import wants_html
 
 _HTTP_MESSAGES = {
@@ -76,7 +81,31 @@ def error_body(message: str, status: int, field: str | None = None):
 
 
 # Domain errors (plain exceptions of the history) and their HTTP statuses.
-_DOMAIN_STATUSES = ((FilterError, 400), (NotFound, 404), (IndexUnavailable, 503))
+_DOMAIN_STATUSES = ((FilterError, 400), (ImageRefused, 400), (NotFound, 404),
+                    (IndexUnavailable, 503))
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Answers are strict JSON: a NaN or an infinity (from an old record, say)
+    goes out as null, never as the token ``NaN`` that JSON parsers refuse."""
+
+    def dumps(self, obj, **kwargs) -> str:
+        kwargs.setdefault("allow_nan", False)
+        try:
+            return super().dumps(obj, **kwargs)
+        except ValueError:  # "Out of range float values are not JSON compliant"
+            return super().dumps(finite(obj), **kwargs)
+
+
+def finite(value):
+    """``value`` with every NaN or infinite float, at any depth, made None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def describe(e: Exception) -> tuple[str, int]:
@@ -118,6 +147,7 @@ def _unexpected_error(e: Exception):
 
 
 def init_app(app):
+    app.json = StrictJSONProvider(app)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     for kind, _ in _DOMAIN_STATUSES:

@@ -1,7 +1,15 @@
-"""What a file is, told from its bytes: extension, MIME type, size in pixels.
+"""What a file is, told from its bytes: extension, MIME type, size in pixels;
+and the one gate every image the studio opens goes through.
 
 The store names files by their real content, never by what a client or a
 provider claims, so a PNG sent as ``photo.jpg`` is kept as ``_in_0.png``.
+
+``open_checked`` is that gate: uploads, stored images taken by reference,
+provider results and thumbnails are all opened by it. It reads the header
+only and refuses, before a pixel is decoded, a file over ``MAX_IMAGE_BYTES``,
+more pixels than ``MAX_IMAGE_PIXELS``, a shape longer than ``MAX_IMAGE_ASPECT``
+to one, or more frames than ``MAX_IMAGE_FRAMES``; the image it returns is
+decoded only when its caller needs the pixels.
 """
 
 import base64
@@ -12,7 +20,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from flask import current_app, has_app_context
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # (magic test, extension, MIME type), first match wins.
 _SIGNATURES = [
@@ -39,18 +48,117 @@ def sniff(head: bytes) -> tuple[str, str]:
     return UNKNOWN
 
 
+# The gate's settings and their defaults (a config may lack them).
+GATE_DEFAULTS = {"MAX_IMAGE_BYTES": 50 * 1024 * 1024, "MAX_IMAGE_PIXELS": 40_000_000,
+                 "MAX_IMAGE_ASPECT": 50, "MAX_IMAGE_FRAMES": 1000}
+READABLE = "PNG, JPEG, WebP, GIF, BMP or TIFF"
+
+
+class ImageRefused(ValueError):
+    """An image the gate will not open. ``reason`` names the limit and its
+    setting, to follow the image's name: "is 10x10 = 100 pixels; the limit..."."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"The image {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int
+    max_pixels: int
+    max_aspect: float
+    max_frames: int
+
+
+def limits(config=None) -> Limits:
+    """The gate's limits from ``config`` (by default the current app's)."""
+    if config is None:
+        config = current_app.config if has_app_context() else {}
+    value = {k: config.get(k) or default for k, default in GATE_DEFAULTS.items()}
+    return Limits(value["MAX_IMAGE_BYTES"], value["MAX_IMAGE_PIXELS"],
+                  value["MAX_IMAGE_ASPECT"], value["MAX_IMAGE_FRAMES"])
+
+
+def open_checked(data: bytes | Path, within: Limits | None = None) -> Image.Image:
+    """The image in ``data``, its header read and checked, its pixels not yet
+    decoded; ``ImageRefused`` saying which limit it breaks."""
+    within = within or limits()
+    size = data.stat().st_size if isinstance(data, Path) else len(data)
+    if size > within.max_bytes:
+        raise ImageRefused(f"is {size:,} bytes; the limit is {within.max_bytes:,} bytes "
+                           "(MAX_IMAGE_BYTES)")
+    try:
+        image = open_image(data)
+    except Image.DecompressionBombError:
+        raise ImageRefused(f"has more pixels than the limit of {within.max_pixels:,} "
+                           "(MAX_IMAGE_PIXELS)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ImageRefused(f"is not an image that can be read ({READABLE})") from None
+    try:
+        _check_header(image, within)
+    except BaseException:
+        image.close()
+        raise
+    return image
+
+
+def _check_header(image: Image.Image, within: Limits) -> None:
+    width, height = image.size
+    if width * height > within.max_pixels:
+        raise ImageRefused(f"is {width}x{height} = {width * height:,} pixels; the limit is "
+                           f"{within.max_pixels:,} pixels (MAX_IMAGE_PIXELS)")
+    if min(width, height) < 1 or max(width, height) / min(width, height) > within.max_aspect:
+        raise ImageRefused(f"is {width}x{height}, longer than {within.max_aspect:g} to 1 "
+                           "(MAX_IMAGE_ASPECT)")
+    try:
+        frames = getattr(image, "n_frames", 1)  # read from the frames' headers, not decoded
+    except (OSError, ValueError, SyntaxError, EOFError):
+        raise ImageRefused(f"is not an image that can be read ({READABLE})") from None
+    if frames > within.max_frames:
+        raise ImageRefused(f"has {frames:,} frames; the limit is {within.max_frames:,} "
+                           "(MAX_IMAGE_FRAMES)")
+
+
+def decode_checked(data: bytes | Path, within: Limits | None = None) -> Image.Image:
+    """The first frame of an image that passes the gate, decoded, upright, as RGB;
+    ``ImageRefused`` for one that does not, or whose pixels cannot be read."""
+    image = open_checked(data, within)
+    try:
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # no copy of the pixels
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        image.close()
+        raise ImageRefused(f"is not an image that can be read ({READABLE})") from None
+    if image.mode == "RGB":
+        return image
+    with image:
+        return image.convert("RGB")
+
+
+def verify(data: bytes | Path, within: Limits | None = None) -> None:
+    """``ImageRefused`` unless ``data`` passes the gate and its structure is whole
+    (Pillow's ``verify`` reads the file's chunks without decoding the pixels)."""
+    with open_checked(data, within) as image:
+        try:
+            image.verify()
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error):
+            raise ImageRefused(f"is not an image that can be read ({READABLE})") from None
+
+
 def open_image(data: bytes | Path) -> Image.Image:
-    """Open ``data`` (bytes or a file) lazily, header only. Pillow's own bomb
-    warning is muted: callers compare the size with their own limit."""
+    """Open ``data`` (bytes or a file) lazily, header only, and unchecked: the
+    gate (``open_checked``) is the way in. Pillow's own bomb warning is muted:
+    the gate compares the size with the studio's limit."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(data if isinstance(data, Path) else io.BytesIO(data))
 
 
 def decode_rgb(data: bytes) -> Image.Image:
-    """An image already checked (an input stored at acceptance), upright, as RGB."""
-    with Image.open(io.BytesIO(data)) as image:
-        return ImageOps.exif_transpose(image).convert("RGB")
+    """An input stored at acceptance, through the gate again (the limits may have
+    changed, or the file been put there by hand), upright, as RGB."""
+    return decode_checked(data)
 
 
 def load(data: bytes | Path) -> bytes:
@@ -107,6 +215,13 @@ def describe(data: bytes | Path) -> FileInfo:
                 frames = getattr(image, "n_frames", 1)
                 info.frames = frames if frames > 1 else None
         except (OSError, ValueError, Image.DecompressionBombError):
+            pass  # kept as bytes; the record just has no size
+    elif mime.startswith("video/"):
+        from .videos import info as video_info  # PyAV, imported only for videos
+        try:
+            found = video_info(data)
+            info.width, info.height, info.frames = found["width"], found["height"], found["frames"]
+        except ValueError:
             pass  # kept as bytes; the record just has no size
     return info
 

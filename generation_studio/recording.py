@@ -19,9 +19,9 @@ its result comes back inline — never a failed response because of a save.
 import functools
 from datetime import datetime, timezone
 
-from flask import current_app, g
+from flask import current_app, g, request
 
-from . import answers, inputs, workflow
+from . import answers, inputs, media, workflow
 from .history import current_history
 from .history.filters import iso
 from .jobs import current_jobs, recordkeeping
@@ -64,10 +64,12 @@ def _accept(op_type, created, data, task) -> dict | None:
     if not current_app.config["RECORDING_ENABLED"]:
         return None
     history = current_history()
-    spec = {"operation": task.operation, "params": task.params}
+    spec = {"operation": task.operation, "params": task.params,
+            "route": data.route or request.path}
     if task.plan:
         spec["plan"] = task.plan
-    record = recordkeeping.accepted(op_type, created, data.fields, spec, current_provider().name)
+    record = recordkeeping.accepted(op_type, created, data.fields, spec, current_provider().name,
+                                    data.sources())
     record["operationId"] = history.new_id(created)
     if task.plan:  # the steps' ids, known before they run
         record["steps"] = [history.new_id(created) for _ in task.plan["steps"]]
@@ -84,25 +86,34 @@ def _accept(op_type, created, data, task) -> dict | None:
 
 
 def _record_refusal(op_type, created, exc) -> None:
-    """Record a request the view refused (bad input) as failed; log, never raise."""
+    """Record a request the view refused (bad input) as failed; log, never raise.
+
+    The uploads the image gate refuses (not an image, over a limit) are not
+    kept: the record lists them in ``refusedInputs`` (name, size, claimed type,
+    sha256, reason). ``g.operation_id`` is set only once the record is written.
+    """
     if not current_app.config["RECORDING_ENABLED"]:
         return
     try:
-        data = inputs.current()
-    except Exception:  # the body itself was unreadable: record what we know
-        data = inputs.RequestData()
-    history = current_history()
-    ended = datetime.now(timezone.utc)
-    record = {**recordkeeping.accepted(op_type, created, data.fields, {},
-                                       current_provider().name),
-              **recordkeeping.failed(exc), "completedAt": iso(ended),
-              "durationMs": round((ended - created).total_seconds() * 1000, 1)}
-    record["operationId"] = history.new_id(created)
-    try:
-        history.save(record, [(u.data, u.filename) for u in data.uploads])
+        try:
+            data = inputs.current()
+        except Exception:  # the body itself was unreadable: record what we know
+            data = inputs.RequestData()
+        kept = [u for u in data.uploads if inputs.refusal(u) is None]
+        refused = [inputs.refused_entry(u) for u in data.uploads if u.refusal is not None]
+        history = current_history()
+        ended = datetime.now(timezone.utc)
+        record = {**recordkeeping.accepted(op_type, created, data.fields, {},
+                                           current_provider().name, data.sources()),
+                  **recordkeeping.failed(exc), "completedAt": iso(ended),
+                  "durationMs": round((ended - created).total_seconds() * 1000, 1)}
+        if refused:
+            record["refusedInputs"] = refused
+        record["operationId"] = history.new_id(created)
+        history.save(record, [(u.data, u.filename) for u in kept])
     except Exception as e:
-        current_app.logger.error("Could not save operation %s (%s): %s", record["operationId"],
-                                 op_type, e)
+        current_app.logger.error("Could not record the refused %s request: %s (%s)", op_type,
+                                 e, type(e).__name__)
         return
     g.operation_id = record["operationId"]
     current_app.logger.info("Operation saved: %s (%s, failed)", record["operationId"], op_type)
@@ -115,5 +126,6 @@ def _run_inline(task):
         uploads = [(data, None) for data in task.sources]
         return workflow.run(task.plan, uploads, task.params, provider, history=None,
                             parent=None)
+    task.images = [media.decode_rgb(data) for data in task.sources]
     return provider.run(task)
 

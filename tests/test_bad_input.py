@@ -1,5 +1,6 @@
 """Bad input on the upload routes: a clear 400 or 413, a failed record, nothing lost."""
 
+import hashlib
 import io
 
 import pytest
@@ -31,10 +32,12 @@ def test_a_file_that_is_not_an_image(client, records, storage_dir):
         multipart(client, "/api/generate/img-to-img", {"prompt": "x"}, [(b"%PDF-1.4 hello", "doc.pdf")]),
         records, 400, "images[0] (doc.pdf) is not an image")
     assert body["field"] == "images[0]"
-    # What was sent is kept with the failure, by its real type.
-    [entry] = record["inputImages"]
-    assert entry["originalName"] == "doc.pdf" and entry["file"].endswith("_in_0.bin")
-    assert (storage_dir / entry["file"]).read_bytes() == b"%PDF-1.4 hello"
+    # What was refused is described, never kept (it could be active content).
+    assert record["inputImages"] == []
+    [refused] = record["refusedInputs"]
+    assert (refused["name"], refused["size"]) == ("doc.pdf", 14)
+    assert refused["sha256"] == hashlib.sha256(b"%PDF-1.4 hello").hexdigest()
+    assert not list(storage_dir.glob(f"{body['operationId']}_in_*"))
 
 
 def test_a_truncated_image(client, records):

@@ -343,4 +343,4 @@ def test_an_answer_that_is_not_json_is_a_clear_error(client, fake):
     response = client.post(URL, json={"prompt": "a fox"})
     assert response.status_code == 502
     assert response.get_json()["error"] == \
-        "Replicate answered 201 with something that is not a JSON object"
+        'Replicate answered 201 with something that is not a JSON object: "not json at all"'

@@ -55,6 +55,17 @@ def annotate(error: Exception, details: dict, warnings=()) -> Exception:
     return error
 
 
+# What reading an answer of an unexpected shape raises (a string where an
+# object should be, a missing key...): the provider's fault, so a 502.
+MALFORMED = (KeyError, TypeError, AttributeError, IndexError, ValueError)
+
+
+def malformed(label: str, error: Exception) -> ProviderError:
+    """The 502 for an answer of ``label`` that could not be read (``error``)."""
+    return ProviderError(f"{label} answered something the studio cannot use "
+                         f"({type(error).__name__}: {cut(str(error), 120)})", status=502)
+
+
 def setting(config, name: str):
     """A provider setting, falling back to its default when a config lacks it."""
     return config.get(name, DEFAULTS.get(name))

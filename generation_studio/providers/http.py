@@ -9,8 +9,11 @@
   ``detail`` list of ``{loc, msg}``) become clear messages: 401/403 bad token,
   402 billing, 404 unknown model → 502; 400/422 invalid input → 400.
 - The token goes only to the API's own origin and never into a message.
+- An answer that is not a JSON object, or lacks a key the caller reads
+  (``Answer``), is a 502 quoting the provider's words, cut short.
 """
 
+import json
 import math
 import random
 import time
@@ -104,9 +107,10 @@ class ApiClient:
         except ValueError:
             body = None
         if not isinstance(body, dict):
+            words = self.redact(cut(response.text.strip(), 200)) or "an empty body"
             raise ProviderError(f"{self.label} answered {response.status_code} with something "
-                                "that is not a JSON object")
-        return body
+                                f"that is not a JSON object: {words}")
+        return answer(body, self.label, self.redact)
 
     def error_for(self, response) -> ProviderError:
         status = response.status_code
@@ -125,6 +129,30 @@ class ApiClient:
 
     def redact(self, text: str) -> str:
         return text.replace(self.token, "[redacted]") if self.token and text else text
+
+
+class Answer(dict):
+    """A provider's JSON object: reading a key it lacks is the provider's
+    malformed answer (``ProviderError``, 502), not the studio's KeyError."""
+
+    label = "The provider"
+    redact = staticmethod(str)
+
+    def __missing__(self, key):
+        words = self.redact(cut(json.dumps(self, default=str), 200))
+        raise ProviderError(f"{self.label} answered without {key!r}, which it should give: "
+                            f"{words}")
+
+
+def answer(value, label: str, redact=str):
+    """``value`` with every JSON object in it an ``Answer``."""
+    if isinstance(value, dict):
+        wrapped = Answer({k: answer(v, label, redact) for k, v in value.items()})
+        wrapped.label, wrapped.redact = label, redact
+        return wrapped
+    if isinstance(value, list):
+        return [answer(v, label, redact) for v in value]
+    return value
 
 
 def retry_after(response) -> float:

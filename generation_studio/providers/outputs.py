@@ -17,7 +17,7 @@ from urllib.parse import unquote_to_bytes
 
 from .. import media
 from ..errors import ProviderError, human_size
-from .downloads import check_kind, download
+from .downloads import check_image, check_kind, download
 from .errors import annotate, cut, setting
 
 SCHEMES = ("http://", "https://", "data:")
@@ -37,13 +37,14 @@ def collect(output) -> list[str]:
     return []
 
 
-def keep(urls: list[str], store, config, kind: str, kept_for: str) -> list:
-    """The outputs at ``urls`` as files (temp paths or bytes), all or none."""
+def keep(urls: list[str], store, config, kind: str, kept_for: str, deadline=None) -> list:
+    """The outputs at ``urls`` as files (temp paths or bytes), all or none, all
+    downloaded within ``deadline`` (the operation's; by default the kind's)."""
     files, url = [], None
     try:
         for url in urls:
             files.append(decode(url, config, kind) if url.startswith("data:")
-                         else _download(url, store, config, kind))
+                         else _download(url, store, config, kind, deadline))
     except ProviderError as e:
         for item in files:
             if isinstance(item, Path):
@@ -54,11 +55,11 @@ def keep(urls: list[str], store, config, kind: str, kept_for: str) -> list:
     return files
 
 
-def _download(url: str, store, config, kind: str):
+def _download(url: str, store, config, kind: str, deadline=None):
     """``download``, tried again (with backoff) after a passing failure."""
     for attempt in range(DOWNLOAD_ATTEMPTS):
         try:
-            return download(url, store, config, kind)
+            return download(url, store, config, kind, deadline=deadline)
         except ProviderError as e:
             if not getattr(e, "passing", False) or attempt + 1 == DOWNLOAD_ATTEMPTS:
                 raise
@@ -83,6 +84,8 @@ def decode(uri: str, config, kind: str) -> bytes:
         raise ProviderError(f"The result is {human_size(len(data))}, over the limit of "
                             f"{human_size(limit)} (MAX_RESULT_BYTES)")
     check_kind(media.sniff(data[:16])[1], kind)
+    if media.sniff(data[:16])[1].startswith("image/"):
+        check_image(data)
     return data
 
 
