@@ -13,17 +13,30 @@ separate CDN server (another origin), outputs come in every documented shape
 (``output_shape``), and ``outage`` makes the status endpoints fail (503, 502,
 429 with ``Retry-After``, dropped connections, answers slower than the
 client's timeout) for a number of seconds.
+
+A job created with a webhook (Replicate's ``webhook``, fal's ``fal_webhook``)
+ends on its own ``webhook_delay`` seconds after its creation, whatever the
+polls, and the fake then calls the webhook back (again, up to
+``webhook_attempts`` times, while not answered 2xx), signed as the provider
+signs (Standard Webhooks with the secret of ``GET /v1/webhooks/default/secret``;
+ED25519 under the key of ``/.well-known/jwks.json``); each call is kept in
+``webhooks``. ``send_webhooks = False``: no call back, and the job ends by
+polls as any other.
 """
 
 import base64
+import hashlib
+import hmac
 import itertools
 import json
+import os
 import re
 import socket
 import threading
 import time
 from pathlib import Path
 
+import requests
 from flask import Flask, jsonify, redirect, request
 from werkzeug.serving import make_server
 
@@ -43,8 +56,8 @@ def published(provider: str) -> dict:
 class LoopbackServer:
     """A Flask app served on 127.0.0.1 on a free port, in a thread."""
 
-    def __init__(self, app):
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+    def __init__(self, app, port=0):
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
         self.origin = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()
@@ -199,6 +212,10 @@ class FakeBase:
         self.outage = None  # an Outage of the status endpoint
         self.polls_before_done = 0
         self.never_finish = False
+        self.send_webhooks = True
+        self.webhook_delay = 0.2  # seconds from a job's creation to its end and its webhook
+        self.webhooks = []  # the calls back made: url, headers, body, answer status
+        self.webhook_attempts, self.webhook_retry_delay = 3, 0.5
         self.app = Flask(type(self).__name__)
         self.app.before_request(lambda: _keep(self.requests))
         self.routes()
@@ -228,6 +245,36 @@ class FakeBase:
     def data_uri(self, url):
         data, mime = self.files[url.rsplit("/", 1)[-1]]
         return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+    def call_back_later(self, url: str, job_id: str) -> None:
+        """End the job ``webhook_delay`` seconds from now and call its webhook."""
+        if not self.send_webhooks:
+            return
+        timer = threading.Timer(self.webhook_delay, self._call_back, (url, job_id))
+        timer.daemon = True
+        timer.start()
+
+    def _call_back(self, url, job_id):
+        """Call, and as the providers do, call again a while later if not answered 2xx."""
+        body = json.dumps(self.end_for_webhook(job_id)).encode()
+        for _ in range(self.webhook_attempts):
+            headers = {"Content-Type": "application/json", **self.signed(job_id, body)}
+            try:
+                status = requests.post(url, data=body, headers=headers, timeout=10).status_code
+            except requests.RequestException as e:
+                status = type(e).__name__
+            self.webhooks.append({"url": url, "headers": headers, "body": body, "status": status})
+            if status in (200, 201, 202, 204):
+                return
+            time.sleep(self.webhook_retry_delay)
+
+    def end_for_webhook(self, job_id: str) -> dict:
+        """End the job if it runs still; the webhook's body."""
+        raise NotImplementedError
+
+    def signed(self, job_id: str, body: bytes, timestamp: int | None = None) -> dict:
+        """The signature headers of a webhook about ``job_id``."""
+        raise NotImplementedError
 
     def status_failure(self):
         if self.outage:
@@ -279,6 +326,8 @@ class FakeReplicate(FakeBase):
         self.output_as_list = False
         self.planner = "openai/gpt-4o-mini"
         self.llm_answer = "Sorry, I cannot plan that."  # the planner's text, streamed in tokens
+        self.signing_secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        self.messages = (f"msg_{n}" for n in itertools.count())
         super().__init__(token)
 
     def routes(self):
@@ -291,6 +340,7 @@ class FakeReplicate(FakeBase):
         rule("/v1/files/<fid>", view_func=self._file)
         rule("/v1/models/<owner>/<name>", view_func=self._model)
         rule("/v1/models/<owner>/<name>/versions/<vid>", view_func=self._version)
+        rule("/v1/webhooks/default/secret", view_func=self._secret)
 
     def _problem(self, status, title, detail, **more):
         return jsonify(title=title, detail=detail, status=status, **more), status, \
@@ -326,6 +376,13 @@ class FakeReplicate(FakeBase):
             return self._problem(400, "Invalid Cancel-After header",
                                  "Cancel-After must be a duration of at least 5s")
         body = request.get_json(silent=True) or {}
+        webhook, events = body.get("webhook"), body.get("webhook_events_filter")
+        if webhook is not None and not re.match(r"https?://", str(webhook)):
+            return self._problem(422, "Invalid webhook", "webhook must be an HTTP(S) URL")
+        if events is not None and (not isinstance(events, list) or not set(events) <= {
+                "start", "output", "logs", "completed"}):
+            return self._problem(422, "Invalid webhook_events_filter",
+                                 "webhook_events_filter takes start, output, logs, completed")
         problems = input_problems(self.schemas[model], body.get("input"))
         problems += [(k, "is not an uploaded file") for k, v in (body.get("input") or {}).items()
                      for u in (v if isinstance(v, list) else [v]) if isinstance(u, str)
@@ -344,6 +401,12 @@ class FakeReplicate(FakeBase):
                 "get": f"{self.origin}/v1/predictions/{pid}",
                 "cancel": f"{self.origin}/v1/predictions/{pid}/cancel",
                 "web": f"https://replicate.com/p/{pid}"}}
+        if webhook:
+            self.predictions[pid] |= {"webhook": webhook,
+                                      "webhook_events_filter": events or ["start", "output",
+                                                                          "logs", "completed"]}
+            if "completed" in self.predictions[pid]["webhook_events_filter"]:
+                self.call_back_later(webhook, pid)
         self._advance(pid)
         return jsonify(self._public(pid)), 201
 
@@ -357,6 +420,9 @@ class FakeReplicate(FakeBase):
         if self.never_finish or p["polls"] < self.polls_before_done:
             p["status"] = "processing" if p["polls"] else "starting"
             return
+        self._finish(p)
+
+    def _finish(self, p):
         p["status"] = self.final_status
         p["metrics"] = {"predict_time": 1.25}
         if self.final_status != "succeeded":
@@ -375,6 +441,23 @@ class FakeReplicate(FakeBase):
                 "objects": lambda: [{"image": u} for u in urls],
                 "data": lambda: [self.data_uri(u) for u in urls] if len(urls) > 1 else self.data_uri(urls[0]),
                 }[shape]()
+
+    def end_for_webhook(self, job_id):
+        if self.predictions[job_id]["status"] not in self.TERMINAL:
+            self._finish(self.predictions[job_id])
+        return self._public(job_id)
+
+    def signed(self, job_id, body, timestamp=None):
+        msg_id, timestamp = next(self.messages), int(time.time() if timestamp is None else timestamp)
+        key = base64.b64decode(self.signing_secret.removeprefix("whsec_"))
+        digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+        return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+                "webhook-signature": "v1," + base64.b64encode(digest).decode()}
+
+    def _secret(self):
+        if not self.authorized():
+            return self._unauthenticated()
+        return jsonify(key=self.signing_secret)
 
     def _public(self, pid):
         hidden = ("polls", "cancel_after", "created", "model")
@@ -449,13 +532,16 @@ class FakeFal(FakeBase):
     provider = "fal"
 
     def __init__(self, token):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         self.jobs = {}
         self.result_error = None  # (status, body) answered by response_url
+        self.signing_key = Ed25519PrivateKey.generate()
         super().__init__(token)
 
     def routes(self):
         rule = self.app.add_url_rule
         rule("/storage/upload/initiate", methods=["POST"], view_func=self._initiate)
+        rule("/.well-known/jwks.json", view_func=self._jwks)
         rule("/api/openapi/queue/openapi.json", view_func=self._openapi)
         rule("/<owner>/<app>/requests/<rid>/status", view_func=self._status)
         rule("/<owner>/<app>/requests/<rid>/cancel", methods=["PUT"], view_func=self._cancel)
@@ -488,6 +574,9 @@ class FakeFal(FakeBase):
         base = f"{self.origin}/{owner}/{app}/requests/{rid}"
         self.jobs[rid] = {"model": model, "app": f"{owner}/{app}", "input": data, "polls": 0,
                           "canceled": False, "done": False}
+        if request.args.get("fal_webhook"):
+            self.jobs[rid]["webhook"] = request.args["fal_webhook"]
+            self.call_back_later(request.args["fal_webhook"], rid)
         return jsonify(request_id=rid, status="IN_QUEUE", queue_position=self.polls_before_done,
                        status_url=f"{base}/status", response_url=base, cancel_url=f"{base}/cancel")
 
@@ -536,15 +625,39 @@ class FakeFal(FakeBase):
         if self.result_error:
             status, body = self.result_error
             return jsonify(body), status
+        return jsonify(self._output(job))
+
+    def _output(self, job):
         urls = self.output_urls(job["model"])
         if self.output_shape == "data":
             urls = [self.data_uri(u) for u in urls]
         files = [{"url": u, "content_type": "image/png", "file_name": "out.png"} for u in urls]
         if any(u.endswith(".mp4") for u in urls):
-            return jsonify(video={"url": urls[0], "content_type": "video/mp4"})
+            return {"video": {"url": urls[0], "content_type": "video/mp4"}}
         if self.output_shape == "image":
-            return jsonify(image=files[0], seed=1)
-        return jsonify(images=[{**f, "width": 64, "height": 64} for f in files], seed=1)
+            return {"image": files[0], "seed": 1}
+        return {"images": [{**f, "width": 64, "height": 64} for f in files], "seed": 1}
+
+    def end_for_webhook(self, job_id):
+        job = self.jobs[job_id]
+        job["done"] = True
+        ok = not job["canceled"]
+        return {"request_id": job_id, "gateway_request_id": job_id,
+                "status": "OK" if ok else "ERROR", "error": None if ok else "Request was cancelled",
+                "payload": self._output(job) if ok else None}
+
+    def signed(self, job_id, body, timestamp=None):
+        timestamp = str(int(time.time() if timestamp is None else timestamp))
+        message = "\n".join([job_id, "fake-user", timestamp, hashlib.sha256(body).hexdigest()])
+        return {"X-Fal-Webhook-Request-Id": job_id, "X-Fal-Webhook-User-Id": "fake-user",
+                "X-Fal-Webhook-Timestamp": timestamp,
+                "X-Fal-Webhook-Signature": self.signing_key.sign(message.encode()).hex()}
+
+    def _jwks(self):
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+        raw = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return jsonify(keys=[{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "fake-key"}])
 
     def _initiate(self):
         if not self.authorized():

@@ -189,7 +189,8 @@ def execute(app, history, record: dict, reporter: Reporter):
                             record, on_job=reporter.job, on_progress=reporter.progress)
     task = Task(spec.get("operation") or record["operationType"], record.get("prompt") or "",
                 params, [media.decode_rgb(data) for data in sources], sources,
-                on_job=reporter.job, on_progress=reporter.progress)
+                on_job=reporter.job, on_progress=reporter.progress,
+                operation_id=record["operationId"])
     if record.get("providerJob"):  # created before a restart: follow it, never pay twice
         return provider.resume(task, record["providerJob"])
     return provider.run(task)

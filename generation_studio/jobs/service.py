@@ -137,6 +137,9 @@ class Jobs:
         reporter = self.running.get(op_id)
         if reporter is not None:
             reporter.canceled = True
+        arrivals = getattr(self.app.extensions["generation_provider"], "arrivals", None)
+        if arrivals is not None and not records.is_final(record):
+            arrivals.wake(op_id)  # a hosted job's poll hears it now, here or in its worker
         return record
 
     # Workers ----------------------------------------------------------------------

@@ -35,6 +35,7 @@ class Task:
     on_job: Callable[[dict], None] | None = None
     on_progress: Callable[[dict], None] | None = None
     plan: dict | None = None  # a workflow's plan (see workflow.py)
+    operation_id: str | None = None  # the operation it runs for (its webhook's address)
 
 
 @dataclass

@@ -10,9 +10,12 @@ raw input object, ``Authorization: Key <key>`` and ``X-Fal-Request-Timeout``
 cancels. Input images over ``PROVIDER_INLINE_INPUT_BYTES`` are uploaded to
 fal's storage (``POST {FAL_REST_BASE}/storage/upload/initiate``, then ``PUT``
 to the ``upload_url`` it gives); smaller ones go as data URLs. An endpoint's
-input schema is read from its published OpenAPI (``FAL_SCHEMA_URL``). Both
-default to fal's own addresses, or to the queue's origin when
-``FAL_QUEUE_BASE`` is not fal's.
+input schema is read from its published OpenAPI (``FAL_SCHEMA_URL``). With
+a webhook, the submit carries the ``fal_webhook`` query parameter; fal signs
+its calls with ED25519 under the public keys of its JWKS (``FAL_JWKS_URL``,
+kept a day), which needs the ``cryptography`` package: without it, fal jobs
+are polled only. These three addresses default to fal's own, or to the
+queue's origin when ``FAL_QUEUE_BASE`` is not fal's.
 """
 
 from urllib.parse import urlsplit
@@ -20,6 +23,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .. import media
+from . import webhooks
 from .errors import ProviderError, setting
 from .hosted import HostedProvider
 from .http import ApiClient
@@ -32,9 +36,12 @@ IMAGE_SIZES = {"1:1": "square_hd", "16:9": "landscape_16_9", "9:16": "portrait_1
                "4:3": "landscape_4_3", "3:4": "portrait_4_3"}
 QUEUE = "https://queue.fal.run"
 SCHEMA_PATH = "/api/openapi/queue/openapi.json?endpoint_id={model}"
-OFFICIAL = {"FAL_REST_BASE": "https://rest.fal.ai", "FAL_SCHEMA_URL": "https://fal.ai" + SCHEMA_PATH}
+JWKS_PATH = "/.well-known/jwks.json"
+OFFICIAL = {"FAL_REST_BASE": "https://rest.fal.ai", "FAL_SCHEMA_URL": "https://fal.ai" + SCHEMA_PATH,
+            "FAL_JWKS_URL": "https://rest.alpha.fal.ai" + JWKS_PATH}
 RUNNING = ("IN_QUEUE", "IN_PROGRESS")
 CANCELED = ("CANCELLATION_REQUESTED", "OK")
+JWKS_KEPT_SECONDS = 24 * 3600
 
 
 class FalProvider(HostedProvider):
@@ -45,6 +52,7 @@ class FalProvider(HostedProvider):
     models_setting = "FAL_MODELS"
     kept_for = ("as long as the account's fal CDN retention (the request's result stays "
                 "at its response_url for 30 days)")
+    job_key = "requestId"
     DEFAULT_MODELS = {
         "text_to_image": "fal-ai/flux/schnell",
         "text_to_image_guided": "fal-ai/flux/dev",
@@ -67,6 +75,8 @@ class FalProvider(HostedProvider):
         self.rest = ApiClient(self.label, self._beside_queue("FAL_REST_BASE", ""),
                               self.auth_header(), self.token, self.token_setting, config)
         self.schema_url = self._beside_queue("FAL_SCHEMA_URL", SCHEMA_PATH)
+        self.jwks_url = self._beside_queue("FAL_JWKS_URL", JWKS_PATH)
+        self.webhook_keys = webhooks.Cached(self._fetch_webhook_keys, JWKS_KEPT_SECONDS)
 
     def _beside_queue(self, name: str, path: str) -> str:
         """A setting, or by default fal's own address, or the queue's origin when the
@@ -140,9 +150,10 @@ class FalProvider(HostedProvider):
         return {"source": url, **flatten(doc, schema)}
 
     # Protocol --------------------------------------------------------------------
-    def submit(self, model, payload, deadline):
+    def submit(self, model, payload, deadline, webhook=None):
         headers = {"X-Fal-Request-Timeout": str(max(1, int(deadline.seconds)))}
-        answer = self.api.call("POST", f"{self.base}/{model}", json=payload, headers=headers)
+        answer = self.api.call("POST", f"{self.base}/{model}", json=payload, headers=headers,
+                               params={"fal_webhook": webhook} if webhook else None)
         return {**answer, "status": answer.get("status", "IN_QUEUE"), "done": False}
 
     def refresh(self, job, deadline):
@@ -183,6 +194,28 @@ class FalProvider(HostedProvider):
             raise ProviderError(f"fal.ai request {job.get('request_id')} completed with no output "
                                 "file", details=self.describe(job))
         return urls
+
+    # Webhooks ------------------------------------------------------------------------
+    def receives_webhooks(self):
+        return webhooks.can_verify_ed25519()
+
+    def verify_webhook(self, headers, body):
+        return webhooks.verify_ed25519(self.webhook_keys.get(), headers, body,
+                                       setting(self.config, "WEBHOOK_TOLERANCE_SECONDS"))
+
+    def _fetch_webhook_keys(self) -> list[bytes]:
+        """fal's public webhook keys (no credentials: the JWKS is public)."""
+        url = self.jwks_url
+        try:
+            answer = requests.get(url, timeout=setting(self.config, "PROVIDER_HTTP_TIMEOUT"))
+            answer.raise_for_status()
+            keys = webhooks.jwks_keys(answer.json())
+        except (requests.RequestException, ValueError, AttributeError) as e:
+            raise ProviderError(f"fal.ai's webhook keys could not be read from {url} "
+                                f"({type(e).__name__})", status=503) from None
+        if not keys:
+            raise ProviderError(f"fal.ai's webhook keys at {url} hold no ED25519 key", status=503)
+        return keys
 
 
 def _image_size(ratio: str):

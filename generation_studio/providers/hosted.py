@@ -7,6 +7,12 @@ URLs to ``task.on_job`` before any polling, follow it until it ends, keep
 its outputs (``outputs``). ``resume(task, details)`` follows a job created
 earlier, from the details ``on_job`` was given, and never creates another.
 
+With ``PUBLIC_URL`` set, the job is created with the provider's webhook
+(``webhooks``) for its operation (``task.operation_id``): polling then only
+backs it up, slowly, and the job's webhook wakes the loop at once, which
+fetches the job from the API as a poll would (a webhook's body is never
+taken for the result).
+
 A job is never abandoned: status outages are retried until the deadline
 (``http``); when the studio gives up while the job may still run (the
 deadline, an answer it cannot use, a callback that raises because the
@@ -14,6 +20,7 @@ operation was canceled), it cancels the job and says so
 (``details["canceled"]``). Every failure carries the job's ``details``.
 """
 
+import contextlib
 import logging
 import os
 import time
@@ -21,9 +28,9 @@ from datetime import datetime, timedelta, timezone
 
 from .. import errors, media
 from ..catalog import makes_video
-from . import Provider, Result, Task
+from . import Provider, Result, Task, webhooks
 from .contracts import Contracts
-from .errors import ProviderError, annotate, setting
+from .errors import MALFORMED, ProviderError, annotate, malformed, setting
 from .http import ApiClient, Deadline
 from .inputs import adapt
 from .outputs import data_bytes, keep, shown
@@ -38,6 +45,7 @@ class HostedProvider(Provider):
     DEFAULT_MODELS: dict = {}
     FIELDS: dict = {}  # model input -> the studio's field, for messages
     kept_for = "a while"  # how long the provider keeps a result
+    job_key = ""  # the job's id among ``describe``'s details
 
     def __init__(self, config, store=None):
         super().__init__(config, store)
@@ -48,18 +56,32 @@ class HostedProvider(Provider):
         self.models = {**self.DEFAULT_MODELS, **(config.get(self.models_setting) or {})}
         self.contracts = Contracts(self.name, setting(config, "PROVIDER_SCHEMA_DIR"),
                                    self.fetch_contract)
+        self.arrivals = webhooks.Arrivals(os.path.join(config["STORAGE_DIR"], ".webhooks"))
 
     # What a subclass provides --------------------------------------------------
     def auth_header(self) -> str: ...
     def build(self, task: Task) -> tuple[str, dict]: ...  # (model, input); images as data URLs
     def upload(self, data: bytes) -> str: ...  # a URL the model can read the image from
-    def submit(self, model: str, payload: dict, deadline: Deadline) -> dict: ...
+    def submit(self, model: str, payload: dict, deadline: Deadline,
+               webhook: str | None = None) -> dict: ...  # called back at ``webhook`` once ended
     def refresh(self, job: dict, deadline: Deadline) -> dict: ...  # job["done"]: it has ended
     def cancel(self, job: dict, deadline: Deadline) -> bool: ...  # False: it had already ended
     def finish(self, job: dict, deadline: Deadline) -> list[str]: ...  # outputs, or ProviderError
     def describe(self, job: dict) -> dict: ...  # the record's details: id, status, URLs
     def job_from(self, details: dict) -> dict: ...  # the job ``describe`` described
     def fetch_contract(self, model: str) -> dict | None: ...  # a published input schema
+    def verify_webhook(self, headers, body: bytes) -> str: ...  # the job id it vouches for
+    # (or ``webhooks.SignatureRefused``)
+
+    def receives_webhooks(self) -> bool:
+        """Whether this provider's webhooks can be verified here."""
+        return True
+
+    def webhook_for(self, task: Task) -> str | None:
+        """Where the provider should call when ``task``'s job ends, if anywhere."""
+        if not self.receives_webhooks():
+            return None
+        return webhooks.address(self.config, self.name, operation_of(task))
 
     def state(self, job: dict) -> dict:
         """The job's state, as ``task.on_progress`` is told it."""
@@ -71,13 +93,17 @@ class HostedProvider(Provider):
         model, payload = self.build(task)
         payload, warnings = adapt(model, payload, self.contracts.get(model), self.FIELDS)
         deadline = self.deadline(task)
+        webhook = self.webhook_for(task)
         try:
             payload = {k: self._place(v) for k, v in payload.items()}
-            job = self.submit(model, payload, deadline)
+            job = self.submit(model, payload, deadline, webhook)
         except errors.ProviderError as e:  # no job was made (or none we can know of)
             annotate(e, {"model": model}, warnings)
             raise
-        return self._complete(task, model, job, deadline, warnings, payload.get("output_format"))
+        except MALFORMED as e:  # an answer of another shape than documented: 502
+            raise annotate(malformed(self.label, e), {"model": model}, warnings) from None
+        return self._complete(task, model, job, deadline, warnings, payload.get("output_format"),
+                              webhook=webhook)
 
     def resume(self, task: Task, details: dict) -> Result:
         self.require_token()
@@ -85,37 +111,67 @@ class HostedProvider(Provider):
         job, deadline = self.job_from(details), self.deadline(task, details.get("deadlineAt"))
         first = Deadline(max(deadline.remaining(), setting(self.config, "PROVIDER_CANCEL_TIMEOUT")))
         job = self._step(job, first, model)
-        return self._complete(task, model, job, deadline, [], None, notify=False)
+        return self._complete(task, model, job, deadline, [], None, notify=False,
+                              webhook=details.get("webhookUrl"))
 
-    def _complete(self, task, model, job, deadline, warnings, sent_format, notify=True) -> Result:
-        details = {"model": model, **self.describe(job), "deadlineAt": _iso(deadline)}
-        if notify:
-            self._tell(task.on_job, dict(details), job)
+    def _complete(self, task, model, job, deadline, warnings, sent_format, notify=True,
+                  webhook=None) -> Result:
+        details = {"model": model, **self.describe(job), "deadlineAt": _iso(deadline),
+                   **({"webhookUrl": webhook} if webhook else {})}
         kind = "video" if makes_video(task.operation) else "image"
-        try:
-            job = self.follow(job, deadline, model, task)
-            urls = self.finish(job, Deadline(max(deadline.remaining(), setting(
-                self.config, "PROVIDER_CANCEL_TIMEOUT"))))
-            files = keep(urls, self.store, self.config, kind, self.kept_for)
-        except errors.ProviderError as e:  # the job's, or a download's
-            annotate(e, {**details, **self.describe(job)}, warnings)
-            raise
+        with self._expecting(operation_of(task) if webhook else None):
+            if notify:
+                self._tell(task.on_job, dict(details), job)
+            try:
+                job = self.follow(job, deadline, model, task, webhook)
+                # A job that ended just in time still gets its result fetched.
+                last = Deadline(max(deadline.remaining(), setting(self.config,
+                                                                  "PROVIDER_CANCEL_TIMEOUT")))
+                urls = self.finish(job, last)
+                files = keep(urls, self.store, self.config, kind, self.kept_for, last)
+            except MALFORMED as e:  # an ended job whose outputs are not as documented
+                try:
+                    self.give_up(job, malformed(self.label, e).message, 502)
+                except errors.ProviderError as failed:
+                    raise annotate(failed, {**details, **self.describe(job)}, warnings) from None
+            except errors.ProviderError as e:  # the job's, or a download's
+                annotate(e, {**details, **self.describe(job)}, warnings)
+                raise
         warnings += _format_warning(task, model, files, sent_format)
         return Result(files=files, urls=shown(urls), model=model, details=self.describe(job),
                       warnings=warnings)
 
-    def follow(self, job: dict, deadline: Deadline, model: str, task: Task | None = None) -> dict:
-        """Poll ``job`` until it ends; past ``deadline``, cancel it and fail (504)."""
+    @contextlib.contextmanager
+    def _expecting(self, op_id: str | None):
+        """While following the job of ``op_id``, its webhook wakes the loop (from
+        before ``on_job``: the webhook may come as soon as the provider has the job)."""
+        if op_id is None:
+            yield
+            return
+        self.arrivals.expect(op_id)
+        try:
+            yield
+        finally:
+            self.arrivals.forget(op_id)
+
+    def follow(self, job: dict, deadline: Deadline, model: str, task: Task | None = None,
+               webhook: str | None = None) -> dict:
+        """Poll ``job`` until it ends; past ``deadline``, cancel it and fail (504).
+        With a ``webhook``, polls are the fallback (up to PROVIDER_WEBHOOK_POLL_INTERVAL
+        apart) and the webhook's arrival polls at once."""
         interval, seen = setting(self.config, "PROVIDER_POLL_INTERVAL"), None
+        longest = setting(self.config, "PROVIDER_WEBHOOK_POLL_INTERVAL" if webhook
+                          else "PROVIDER_POLL_MAX_INTERVAL")
+        op_id = operation_of(task) if webhook else None
         while not job["done"]:
             if deadline.remaining() <= 0:
                 self.give_up(job, f"{self.label} did not finish {model} within "
                                   f"{deadline.seconds:g} s", 504)
-            time.sleep(max(0, min(interval, deadline.remaining())))
-            interval = min(interval * 1.5, setting(self.config, "PROVIDER_POLL_MAX_INTERVAL"))
+            woken = self.arrivals.wait(op_id, max(0, min(interval, deadline.remaining())))
+            interval = min(interval * 1.5, longest)
             job = self._step(job, deadline, model)
             state = self.state(job)
-            if task and state != seen:
+            if task and (state != seen or woken):  # woken: a cancel is noticed at once
                 self._tell(task.on_progress, state, job)
             seen = state
         return job
@@ -128,6 +184,8 @@ class HostedProvider(Provider):
             reason = "until the deadline passed" if late else "with an answer it cannot use"
             self.give_up(job, f"{self.label} could not follow {model} {reason} ({e.message})",
                          504 if late else e.status)
+        except MALFORMED as e:
+            self.give_up(job, malformed(self.label, e).message, 502)
 
     def give_up(self, job: dict, message: str, status: int):
         """Cancel ``job`` (it may still run, and be billed) and fail saying so."""
@@ -184,6 +242,11 @@ class HostedProvider(Provider):
 
     def redact(self, text: str) -> str:
         return self.api.redact(text)
+
+
+def operation_of(task: Task | None) -> str | None:
+    """The id of the operation ``task`` runs for, when a queue's worker runs it."""
+    return task.operation_id if task is not None else None
 
 
 def _iso(deadline: Deadline) -> str:

@@ -10,13 +10,17 @@ version. Input images over ``PROVIDER_INLINE_INPUT_BYTES`` go through the
 Files API (``POST /files``), smaller ones as data URLs. Outputs come as a
 URL, a list, an object of URLs or data URIs (``outputs.collect``). A
 model's input schema is ``openapi_schema.components.schemas.Input`` of its
-latest (or given) version.
+latest (or given) version. With a webhook, the prediction is created with
+``webhook`` and ``webhook_events_filter: ["completed"]``; its calls are
+signed with the account's secret (``GET /webhooks/default/secret``, fetched
+once and kept in memory only).
 """
 
 import json
 import math
 
 from .. import media
+from . import webhooks
 from .errors import ProviderError, setting
 from .hosted import HostedProvider
 from .http import Deadline
@@ -40,6 +44,7 @@ class ReplicateProvider(HostedProvider):
     api_base_setting = "REPLICATE_API_BASE"
     models_setting = "REPLICATE_MODELS"
     kept_for = "1 hour (Replicate deletes API outputs after an hour)"
+    job_key = "predictionId"
     DEFAULT_MODELS = {
         "text_to_image": "black-forest-labs/flux-schnell",
         "text_to_image_guided": "black-forest-labs/flux-dev",
@@ -58,6 +63,10 @@ class ReplicateProvider(HostedProvider):
               "frames_per_second": "fps", "duration": "duration", "num_outputs": "numOutputs",
               "image": "image", "input_image": "image", "image_input": "images",
               "start_image": "images", "end_image": "images"}
+
+    def __init__(self, config, store=None):
+        super().__init__(config, store)
+        self.signing_secret = webhooks.Cached(self._fetch_signing_secret)
 
     def auth_header(self) -> str:
         return f"Bearer {self.token}"
@@ -112,7 +121,7 @@ class ReplicateProvider(HostedProvider):
         return {"source": url, **flatten(doc, doc["components"]["schemas"]["Input"])}
 
     # Protocol --------------------------------------------------------------------
-    def submit(self, model, payload, deadline):
+    def submit(self, model, payload, deadline, webhook=None):
         wait = int(min(60, max(1, min(setting(self.config, "REPLICATE_WAIT_SECONDS"),
                                       deadline.seconds))))
         headers = {"Prefer": f"wait={wait}",
@@ -122,6 +131,8 @@ class ReplicateProvider(HostedProvider):
                                                      "input": payload}
         else:
             url, body = f"{self.base}/models/{model}/predictions", {"input": payload}
+        if webhook:
+            body |= {"webhook": webhook, "webhook_events_filter": ["completed"]}
         timeout = (setting(self.config, "PROVIDER_HTTP_TIMEOUT"), wait + 30)
         return self._job(self.api.call("POST", url, json=body, headers=headers, timeout=timeout))
 
@@ -163,6 +174,23 @@ class ReplicateProvider(HostedProvider):
             raise ProviderError(f"Replicate prediction {job.get('id')} succeeded with no output "
                                 "file", details=self.describe(job))
         return urls
+
+    # Webhooks ------------------------------------------------------------------------
+    def verify_webhook(self, headers, body):
+        webhooks.verify_standard(self.signing_secret.get(), headers, body,
+                                 setting(self.config, "WEBHOOK_TOLERANCE_SECONDS"))
+        prediction = webhooks.json_object(body)
+        if not isinstance(prediction.get("id"), str):
+            raise webhooks.WebhookError("the webhook names no prediction")
+        return prediction["id"]
+
+    def _fetch_signing_secret(self) -> str:
+        self.require_token()
+        answer = self.api.call("GET", f"{self.base}/webhooks/default/secret",
+                               deadline=Deadline(setting(self.config, "PROVIDER_HTTP_TIMEOUT")))
+        if not str(answer.get("key") or "").startswith("whsec_"):
+            raise ProviderError("Replicate gave no webhook signing secret")
+        return answer["key"]
 
     # Workflow planning by a language model ------------------------------------------
     def plan_workflow(self, prompt, image_count):

@@ -6,7 +6,7 @@ from flask import Blueprint
 
 from .. import operations
 from ..recording import records_operation
-from . import admin, history, pages, workflow
+from . import admin, docs, history, pages, webhooks, workflow
 
 
 def generation_blueprints() -> list[Blueprint]:
@@ -28,5 +28,6 @@ def _view(route: operations.Route):
 
 
 def init_app(app):
-    for blueprint in (*generation_blueprints(), workflow.bp, history.bp, pages.bp, admin.bp):
+    for blueprint in (*generation_blueprints(), workflow.bp, history.bp, pages.bp, admin.bp,
+                      webhooks.bp, docs.bp):
         app.register_blueprint(blueprint)
