@@ -53,6 +53,9 @@ def filter_options(command):
         click.option("--q", help="Words the prompt contains."),
         click.option("--since", help="From this date (2026-11-01) or ISO time."),
         click.option("--until", help="Up to this date (included) or ISO time."),
+        click.option("--trash", type=click.Choice(list(filters.TRASH)),
+                     help="Trashed operations: left out (exclude, the default), only, include."),
+        click.option("--starred", is_flag=True, help="Only the starred."),
     ]):
         command = option(command)
     return command
@@ -60,7 +63,7 @@ def filter_options(command):
 
 def _filters(types, **values) -> filters.Filters:
     args = MultiDict([("type", t) for t in types])
-    args.update({k: v for k, v in values.items() if v})
+    args.update({k: "1" if v is True else v for k, v in values.items() if v})
     return filters.parse(args)
 
 
@@ -121,6 +124,7 @@ def show_command(op_id):
 @click.option("--json", "as_json", is_flag=True)
 def stats_command(days, types, as_json, **values):
     """Counts, success rate, durations and storage, by type."""
+    values["trash"] = values.get("trash") or "include"  # trashed ones still take room
     body = _history().stats(_filters(types, **values), days)
     if as_json:
         click.echo(json.dumps(body, indent=2))
@@ -216,6 +220,20 @@ def delete_command(op_id):
     """Delete one operation with its files (and a workflow's steps)."""
     ids, freed = _history().delete(op_id)
     click.echo(f"Deleted {', '.join(ids)}; freed {human_size(freed)}")
+
+
+@history.command("trash")
+@click.argument("op_id")
+def trash_command(op_id):
+    """Move an operation (and a workflow's steps) to the trash."""
+    click.echo(f"Moved to the trash: {', '.join(_history().trash(op_id)) or 'nothing (already there)'}")
+
+
+@history.command("restore")
+@click.argument("op_id")
+def restore_command(op_id):
+    """Take an operation (and a workflow's steps) out of the trash."""
+    click.echo(f"Restored: {', '.join(_history().untrash(op_id)) or 'nothing (not in the trash)'}")
 
 
 @storage.command("init")

@@ -43,12 +43,22 @@ DEFAULTS = {
     # Delete operations older than this many days, checked at most once an
     # hour by the server itself. None: keep everything.
     "RETENTION_DAYS": None,
+    # Operations moved to the trash from the studio are deleted for good
+    # after this many days in it (checked with the hourly clean-up).
+    "TRASH_DAYS": 30,
     # Which generation provider runs the operations: "local" works offline.
     "GENERATION_PROVIDER": "local",
     # Largest request body accepted; a larger one is answered 413.
     "MAX_CONTENT_LENGTH": 50 * MB,
     # Largest input image, in pixels (width x height); over it, 400.
     "MAX_IMAGE_PIXELS": 40_000_000,
+    # The image gate's other limits (``media.open_checked``), checked from an
+    # image's header before it is decoded, for uploads, stored references and
+    # providers' results alike: bytes of one image, width:height (a 1,000,000 x 1
+    # PNG is refused), and frames of an animated image.
+    "MAX_IMAGE_BYTES": 50 * MB,
+    "MAX_IMAGE_ASPECT": 50,
+    "MAX_IMAGE_FRAMES": 1000,
     # Switch recording off (the benchmark's baseline). Results are then
     # returned inline as data URLs, since nothing keeps them.
     "RECORDING_ENABLED": True,
@@ -102,6 +112,19 @@ DEFAULTS = {
     "PROVIDER_MAX_RETRY_WAIT": 60,
     # Seconds to connect and to wait for an answer from a provider.
     "PROVIDER_HTTP_TIMEOUT": 30,
+    # The studio's address as the providers reach it (https://studio.example.com).
+    # Set, hosted jobs are created with a webhook to
+    # PUBLIC_URL/api/webhooks/<provider>/<operation id>: the result is fetched
+    # as soon as the provider calls, and polling, slowed down to
+    # PROVIDER_WEBHOOK_POLL_INTERVAL, is only the fallback. None: polling only.
+    "PUBLIC_URL": None,
+    "PROVIDER_WEBHOOK_POLL_INTERVAL": 30.0,
+    # Largest gap between a webhook's signed timestamp and our clock (replays).
+    "WEBHOOK_TOLERANCE_SECONDS": 300,
+    # Where fal publishes the public keys its webhooks are signed with. None:
+    # https://rest.alpha.fal.ai/.well-known/jwks.json, or the same path on
+    # FAL_QUEUE_BASE's origin when that is not fal's own.
+    "FAL_JWKS_URL": None,
     # The only origins results are downloaded from ("*." for subdomains).
     "ALLOWED_RESULT_ORIGINS": [
         "https://replicate.delivery", "https://*.replicate.delivery",
@@ -111,6 +134,20 @@ DEFAULTS = {
     "MAX_RESULT_BYTES": 512 * MB,
     # Token for DELETE and the admin pages (none: open).
     "ADMIN_TOKEN": None,
+    # How long an admin login lasts, and the SQLite file of the live ones
+    # (logout deletes one: a copied cookie stops working). None means
+    # "<instance folder>/admin_sessions.sqlite3".
+    "ADMIN_SESSION_HOURS": 12,
+    "ADMIN_SESSIONS_PATH": None,
+    # Failed logins allowed per client address within the window; more: 429.
+    "LOGIN_MAX_FAILURES": 5,
+    "LOGIN_WINDOW_SECONDS": 60,
+    # The session cookie: never readable by scripts, not sent on other sites'
+    # sub-requests or posts, and Secure whenever the request came over HTTPS
+    # (true: always, for a proxy that ends TLS and forwards plain HTTP).
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,
 
     # Backup to S3-compatible storage (generation_studio/backup). None: off.
     # "s3://bucket/prefix"; credentials and region are read the boto3 way

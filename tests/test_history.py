@@ -75,3 +75,13 @@ def test_health(client, storage_dir):
                                 "indexPath": str(storage_dir / ".index" / "history.sqlite3"),
                                 "skipped": 0, "skippedFiles": []},
                     "backup": {"enabled": False}}
+
+
+@pytest.mark.parametrize("q, found", [("%22", 1), ("red%22", 1), ("%22red", 1), ("NEAR(red", 0),
+                                      ("red*", 1), ("%5C", 1), ("(", 1), ("b%27red", 0)])
+def test_a_search_of_any_characters_never_breaks_the_index(client, q, found):
+    client.post("/api/generate/text-to-image", json={"prompt": "a red cat"})
+    answer = client.get(f"/api/history?q={q}")
+    assert (answer.status_code, answer.get_json()["total"]) == (200, found)
+    assert "degraded" not in answer.get_json()
+    assert client.get("/api/health").get_json()["history"]["index"] == "ok"

@@ -143,7 +143,8 @@ def test_csv_round_trip_and_formula_guard(client, store):
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert list(rows[0]) == ["operationId", "operationType", "status", "createdAt", "completedAt",
                              "durationMs", "provider", "model", "prompt", "parentId", "error",
-                             "inputCount", "inputBytes", "outputBytes", "resultFile"]
+                             "inputCount", "inputBytes", "outputBytes", "resultFile",
+                             "trashedAt", "starred"]
     prompts = {r["prompt"] for r in rows}
     assert TRICKY in prompts
     assert "'=HYPERLINK(\"http://evil\")" in prompts and "'@SUM(A1)" in prompts
@@ -322,9 +323,12 @@ def test_the_server_cleans_up_by_itself_at_most_once_an_hour(storage_dir):
     assert app.extensions["retention_thread"] is first and store.get(late) is not None
 
 
-def test_search_without_fts5_falls_back_to_like(client, store):
+def test_search_without_fts5_falls_back_to_like(client, store, monkeypatch):
     store.index.connect()
-    store.index.has_fts = False  # as on an SQLite built without FTS5
+    # As on an SQLite built without FTS5, in every thread's connection.
+    monkeypatch.setattr(type(store.index), "has_fts", property(lambda ix: False,
+                                                               lambda ix, value: None),
+                        raising=False)
     hits = [seed(store, 0, prompt="a lighthouse"), seed(store, 0, prompt="100% cotton")]
     seed(store, 0, prompt="a barn")
     assert ids_of(client.get("/api/history?q=lighthouse")) == [hits[0]]

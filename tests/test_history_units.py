@@ -903,11 +903,13 @@ def test_an_index_row_has_every_column_of_the_record():
               "inputImages": [{"bytes": 10}, {"bytes": 5.5}, {"bytes": "7"}, {}],
               "outputs": [{"bytes": 3}, {"bytes": True}]}
     assert row_of(record) == ("20261101_aaaaaa", "img_to_img", "failed", "c", "d", 12, "fal",
-                              "m", "p", "q", "bad", 4, 15.5, 3, "r")
+                              "m", "p", "q", "bad", 4, 15.5, 3, "r", None, None)
     bare = row_of({"operationId": "20261101_bbbbbb", "durationMs": True, "prompt": ["x"],
                    "error": ""})
     assert bare == ("20261101_bbbbbb", None, None, None, None, None, None, None, None, None,
-                    None, 0, 0, 0, None)
+                    None, 0, 0, 0, None, None, None)
+    kept = row_of({"operationId": "20261101_cccccc", "trashedAt": "t", "starred": True})
+    assert kept[-2:] == ("t", 1)
 
 
 # Filters from a query string: what is accepted, and the exact refusals ----------------
@@ -923,11 +925,15 @@ def test_filters_are_read_from_a_query_string():
                           provider="fal", q="  red  lighthouse ", parentId="20261124_abc",
                           since="2026-11-24", until="2026-11-25T08:30:00+02:00"))
     assert filters == Filters(types=["text_to_image", "img_to_img"], status="failed",
-                              provider="fal", q="red  lighthouse", parent_id="20261124_abc",
+                              provider="fal", q="red lighthouse", parent_id="20261124_abc",
                               since="2026-11-24T00:00:00.000Z",
-                              until="2026-11-25T06:30:00.000Z")
+                              until="2026-11-25T06:30:00.000Z", trash="exclude")
     assert parse(query(until="2026-11-24", q="   ")) == \
-        Filters(until="2026-11-24T23:59:59.999Z")
+        Filters(until="2026-11-24T23:59:59.999Z", trash="exclude")
+    assert parse(query(q='"red" (light*')).q == "red light"  # words only reach the index
+    assert parse(query(trash="include", starred="1", toplevel="true", ids="20261124_abc")) == \
+        Filters(trash="include", starred=True, toplevel=True, ids=["20261124_abc"])
+    assert parse(query(), trash="include") == Filters()
     assert parse(query(since="2026-11-24T08:30:00")).since == "2026-11-24T08:30:00.000Z"
     assert parse(query(since="2026-11-24", until="2026-11-24")).until == \
         "2026-11-24T23:59:59.999Z"
@@ -1182,8 +1188,9 @@ def test_the_server_schedules_recovery_and_clean_up_by_the_clock(storage_dir, mo
                        "recovery"]
 
 
-def test_without_retention_days_the_server_never_cleans_up(app, monkeypatch):
+def test_without_retention_or_trash_days_the_server_never_cleans_up(app, monkeypatch):
     from generation_studio.history import maintenance
+    app.config["TRASH_DAYS"] = None
     asked = []
     monkeypatch.setattr(maintenance, "_won_the_hour", lambda app: asked.append(1) or True)
     app.test_client().get("/api/health")
@@ -1222,7 +1229,7 @@ def test_days_are_utc_days_whatever_the_servers_time_zone(history, far_time_zone
                        now.strftime("%Y-%m-%d"): 1}
     from generation_studio.history.filters import parse
     assert parse(query(since="2026-11-24", until="2026-11-24T08:30:00")) == Filters(
-        since="2026-11-24T00:00:00.000Z", until="2026-11-24T08:30:00.000Z")
+        since="2026-11-24T00:00:00.000Z", until="2026-11-24T08:30:00.000Z", trash="exclude")
     history.compress(timedelta(days=1))
     assert history.locations()[packed] == layout.day_of(packed)
     assert sorted(d for d in history.locations().values() if d) == [layout.day_of(packed)]
@@ -1250,7 +1257,8 @@ def test_an_empty_history_has_no_success_rate(history):
 def test_a_period_of_one_moment_is_accepted():
     from generation_studio.history.filters import parse
     moment = "2026-11-24T08:30:00.000Z"
-    assert parse(query(since=moment, until=moment)) == Filters(since=moment, until=moment)
+    assert parse(query(since=moment, until=moment)) == Filters(since=moment, until=moment,
+                                                               trash="exclude")
 
 
 def test_a_search_of_three_words_or_a_quote_inside_a_word_uses_the_index(history):
@@ -1431,8 +1439,9 @@ def test_an_index_of_another_version_is_named_as_such(tmp_path, monkeypatch):
     monkeypatch.setattr(IndexKeeper, "_rebuild", lambda self: None)
     history = HistoryService(tmp_path / "ops", path)
     history.start(wait=True)
+    from generation_studio.history.index import SCHEMA_VERSION
     assert history.health()["indexProblem"] == \
-        "DatabaseError: index of another version (99, expected 4)"
+        f"DatabaseError: index of another version (99, expected {SCHEMA_VERSION})"
 
 
 def test_a_new_index_searches_words_not_parts_of_words(history):

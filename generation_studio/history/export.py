@@ -4,7 +4,7 @@ One row per operation, with these columns (the README lists them too)::
 
     operationId, operationType, status, createdAt, completedAt, durationMs,
     provider, model, prompt, parentId, error, inputCount, inputBytes,
-    outputBytes, resultFile
+    outputBytes, resultFile, trashedAt, starred
 
 A text value that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
 return gets a leading ``'`` so that a spreadsheet shows it instead of running it.
@@ -18,7 +18,7 @@ from .index import COLUMNS
 
 HEADERS = ("operationId", "operationType", "status", "createdAt", "completedAt", "durationMs",
            "provider", "model", "prompt", "parentId", "error", "inputCount", "inputBytes",
-           "outputBytes", "resultFile")
+           "outputBytes", "resultFile", "trashedAt", "starred")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 ROWS_PER_CHUNK = 500
 assert len(HEADERS) == len(COLUMNS)

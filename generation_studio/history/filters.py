@@ -16,6 +16,8 @@ from ..storage import layout
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 PROVIDERS = ("local", "replicate", "fal")
 MAX_QUERY_CHARS = 500
+TRASH = ("exclude", "only", "include")
+MAX_IDS = 500
 
 
 class FilterError(ValueError):
@@ -33,6 +35,10 @@ class Filters:
     since: str | None = None  # ISO 8601 UTC, as in the records
     until: str | None = None
     parent_id: str | None = None
+    trash: str = "include"  # a query string's default is "exclude" (see ``parse``)
+    starred: bool = False
+    toplevel: bool = False  # workflows' steps left out
+    ids: list = field(default_factory=list)
 
     def matches(self, record: dict) -> bool:
         """Whether ``record`` is selected (the index's rules, in Python)."""
@@ -43,6 +49,11 @@ class Filters:
                 and self.status in (None, record.get("status"))
                 and self.provider in (None, provider)
                 and self.parent_id in (None, record.get("parentId"))
+                and (self.trash == "include"
+                     or (self.trash == "only") == isinstance(record.get("trashedAt"), str))
+                and (not self.starred or record.get("starred") is True)
+                and (not self.toplevel or not record.get("parentId"))
+                and (not self.ids or record.get("operationId") in self.ids)
                 and (not self.since or created >= self.since)
                 and (not self.until or created <= self.until)
                 and _words_match(self.q, prompt))
@@ -56,16 +67,23 @@ def _words_match(q: str | None, prompt: str) -> bool:
                for i, w in enumerate(query))
 
 
-def parse(args) -> Filters:
-    """Filters from a query string (a MultiDict); ``FilterError`` naming what is allowed."""
+def parse(args, trash: str = "exclude") -> Filters:
+    """Filters from a query string (a MultiDict); ``FilterError`` naming what is allowed.
+    Trashed operations are left out unless ``trash`` (or the query's ``trash``) says."""
     types = args.getlist("type")
     for name in types:
         if name not in OPERATION_TYPES:
             raise FilterError(f"type must be one of {', '.join(OPERATION_TYPES)} (got {name!r})",
                               "type")
-    q = (args.get("q") or "").strip() or None
-    if q and len(q) > MAX_QUERY_CHARS:
+    q = args.get("q") or ""
+    if len(q) > MAX_QUERY_CHARS:
         raise FilterError(f"q is {len(q)} characters long; the limit is {MAX_QUERY_CHARS}", "q")
+    if any(ord(c) < 32 for c in q):
+        raise FilterError(f"q must not contain control characters such as NUL (got {q[:50]!r})",
+                          "q")
+    # Only words are searched (as the folder's rule does): punctuation, NUL or
+    # quotes never reach the full-text syntax.
+    q = " ".join(re.findall(r"\w+", q)) or None
     parent = args.get("parentId") or None
     if parent and not layout.is_id(parent):
         raise FilterError(f"parentId must be an operation id such as 20261124_k3j5x2m7qa9b "
@@ -74,9 +92,24 @@ def parse(args) -> Filters:
     if since and until and since > until:
         raise FilterError(f"since ({args.get('since')}) is after until ({args.get('until')})",
                           "since")
+    ids = args.getlist("ids")
+    if len(ids) > MAX_IDS:
+        raise FilterError(f"ids: {len(ids)} given; the limit is {MAX_IDS}", "ids")
+    for op_id in ids:
+        if not layout.is_id(op_id):
+            raise FilterError(f"ids must be operation ids such as 20261124_k3j5x2m7qa9b "
+                              f"(got {op_id[:100]!r})", "ids")
     return Filters(types=types, status=_choice(args, "status", STATUSES),
                    provider=_choice(args, "provider", PROVIDERS), q=q, since=since, until=until,
-                   parent_id=parent)
+                   parent_id=parent, trash=_choice(args, "trash", TRASH) or trash,
+                   starred=_flag(args, "starred"), toplevel=_flag(args, "toplevel"), ids=ids)
+
+
+def _flag(args, name: str) -> bool:
+    value = (args.get(name) or "").lower()
+    if value not in ("", "0", "1", "true", "false"):
+        raise FilterError(f"{name} must be 1 or 0 (got {value[:50]!r})", name)
+    return value in ("1", "true")
 
 
 def _choice(args, name: str, allowed) -> str | None:

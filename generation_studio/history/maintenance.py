@@ -1,7 +1,8 @@
 """What the server does by itself, in the background, after a request:
-recovery every ``RECOVERY_INTERVAL_SECONDS`` (default 5 minutes) and, with
-``RETENTION_DAYS`` set, the clean-up at most once an hour — shared by all
-server processes through the index, so one of them runs it."""
+recovery every ``RECOVERY_INTERVAL_SECONDS`` (default 5 minutes) and, at
+most once an hour, the clean-up: emptying the trash of what has lain in it
+``TRASH_DAYS`` and, with ``RETENTION_DAYS`` set, deleting older operations —
+shared by all server processes through the index, so one of them runs it."""
 
 import threading
 import time
@@ -24,7 +25,8 @@ def _after_request(response):
     if now - due["recovery"] >= app.config["RECOVERY_INTERVAL_SECONDS"]:
         due["recovery"] = now
         _start(app, "recovery", lambda history: history.recover())
-    if app.config.get("RETENTION_DAYS") and now - due.get("cleanup", -1e9) >= 60:
+    if ((app.config.get("RETENTION_DAYS") or app.config.get("TRASH_DAYS"))
+            and now - due.get("cleanup", -1e9) >= 60):
         due["cleanup"] = now  # asks the index at most once a minute
         if _won_the_hour(app):
             _start(app, "retention", _cleanup)
@@ -46,7 +48,15 @@ def _won_the_hour(app) -> bool:
 
 
 def _cleanup(history):
-    days = current_app.config["RETENTION_DAYS"]
+    if trash_days := current_app.config.get("TRASH_DAYS"):
+        emptied = history.empty_trash(timedelta(days=trash_days))
+        if emptied["operations"]:
+            current_app.logger.info("Trash: deleted %d operation(s) trashed over %d days ago, "
+                                    "freed %d bytes", emptied["operations"], trash_days,
+                                    emptied["bytes"])
+    days = current_app.config.get("RETENTION_DAYS")
+    if not days:
+        return
     summary = history.cleanup(timedelta(days=days))
     if summary["operations"] or summary["resumed"]:
         current_app.logger.info("Clean-up: deleted %d operation(s) older than %d days, freed "

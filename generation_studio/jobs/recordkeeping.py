@@ -11,9 +11,10 @@ from .. import errors, redaction
 from ..history.filters import iso
 
 
-def accepted(op_type: str, created, fields: dict, task: dict, provider: str) -> dict:
+def accepted(op_type: str, created, fields: dict, task: dict, provider: str,
+             derived_from=()) -> dict:
     prompt = fields.get("prompt")
-    return {
+    record = {
         "operationType": op_type,
         "status": "queued",
         "createdAt": iso(created),
@@ -21,7 +22,7 @@ def accepted(op_type: str, created, fields: dict, task: dict, provider: str) -> 
         "completedAt": None,
         "durationMs": None,
         "progress": None,
-        "prompt": prompt if isinstance(prompt, str) else None,
+        "prompt": redaction.redact(prompt) if isinstance(prompt, str) else None,
         "parameters": redaction.parameters(fields),
         "task": task,
         "resultUrl": None,
@@ -31,6 +32,9 @@ def accepted(op_type: str, created, fields: dict, task: dict, provider: str) -> 
         "errorType": None,
         "provider": {"name": provider, "model": None},
     }
+    if derived_from:
+        record["derivedFrom"] = list(derived_from)
+    return record
 
 
 def succeeded(result) -> dict:

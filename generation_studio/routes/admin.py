@@ -1,61 +1,28 @@
 """Pages that change the history: run again, delete, clean-up, compress, and
 the admin login (when ADMIN_TOKEN is set). Every form carries a CSRF token."""
 
-import hmac
-import io
-from urllib.parse import urlsplit
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
-from flask import (Blueprint, current_app, flash, redirect, render_template, request, session,
-                   url_for)
-
+from .. import rerun
 from ..errors import human_size
-from ..history import current_history, retention
+from ..history import NotFound, current_history, export, filters, retention
 from ..history.filters import FilterError
 from ..jobs import Finished, current_jobs
-from ..storage import archive
-from ..web import admin_required, check_csrf
+from ..storage import archive, layout
+from ..web import admin_required, attempt_login, check_csrf, local_path, log_out, login_wait
 
 bp = Blueprint("admin", __name__)
 
-# The route that runs each operation type again.
-ROUTES = {
-    "text_to_image": "/api/generate/text-to-image", "img_to_img": "/api/generate/img-to-img",
-    "image_edit_single": "/api/edit/image", "image_edit_multiple": "/api/edit/image",
-    "pose_transfer": "/api/edit/pose", "style_transfer": "/api/edit/style",
-    "text_to_video": "/api/video/text-to-video",
-    "image_to_video_single": "/api/video-image/animate-image",
-    "image_to_video_transition": "/api/video-image/transition",
-}
-WORKFLOW_ROUTE = "/api/workflow/execute"
 
-
-
-@bp.post("/history/<op_id>/rerun")
-def rerun(op_id):
-    """Send the same prompt, parameters and input images to the same route again."""
+@bp.post("/history/<op_id>/rerun", endpoint="rerun")
+def rerun_page(op_id):
+    """Run again, exactly: the same parameters, seed and stored inputs (``rerun``);
+    the browser then follows the new operation on its page."""
     check_csrf()
-    history = current_history()
-    record = history.get(op_id)
+    record = current_history().get(op_id)
     if record is None:
         return redirect(url_for("pages.gallery"))
-    fields = {k: str(v) for k, v in (record.get("parameters") or {}).items()}
-    if record.get("prompt") is not None:
-        fields["prompt"] = record["prompt"]
-    files = []
-    for entry in record.get("inputImages") or []:
-        data, _ = history.open_file(op_id, entry["file"])
-        data = data if isinstance(data, bytes) else data.read_bytes()
-        files.append((io.BytesIO(data), entry.get("originalName") or entry["file"]))
-    route = ROUTES.get(record.get("operationType"), WORKFLOW_ROUTE)
-    # Through the real route, so the new run is validated and recorded like any other.
-    answer = current_app.test_client().post(route, data={**fields, "images": files},
-                                            content_type="multipart/form-data",
-                                            headers={"Accept": "application/json"})
-    new_id = (answer.get_json(silent=True) or {}).get("operationId")
-    if new_id is None:
-        flash(f"Running it again failed: {(answer.get_json(silent=True) or {}).get('error')}")
-        return redirect(url_for("pages.operation", op_id=op_id))
-    return redirect(url_for("pages.operation", op_id=new_id), 303)
+    return rerun.answer(record, {})
 
 
 @bp.post("/history/<op_id>/cancel")
@@ -83,6 +50,63 @@ def delete(op_id):
     ids, freed = history.delete(op_id)
     flash(f"Deleted {len(ids)} operation(s), {human_size(freed)} freed.")
     return redirect(url_for("pages.gallery"), 303)
+
+
+@bp.post("/history/<op_id>/trash")
+@admin_required
+def trash(op_id):
+    """Move to the trash, with an Undo right after (see ``_trashed``)."""
+    return _apply("trash", [op_id])
+
+
+@bp.post("/history/<op_id>/restore")
+@admin_required
+def restore(op_id):
+    return _apply("restore", [op_id])
+
+
+@bp.post("/history/bulk")
+@admin_required
+def bulk():
+    """What the gallery's selection bar does to the operations ticked."""
+    ids = [i for i in request.form.getlist("ids") if layout.is_id(i)][:filters.MAX_IDS]
+    action = request.form.get("action")
+    if action == "export" and ids:
+        chosen = filters.Filters(ids=ids, trash="include")
+        return Response(export.chunks(current_history(), chosen), mimetype="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="operations.csv"'})
+    return _apply(action, ids)
+
+
+# action: (history call, what the message says was done)
+_ACTIONS = {"trash": ("trash", "moved to the trash"), "restore": ("untrash", "restored"),
+            "star": ("star", "starred"), "unstar": ("star", "unstarred"),
+            "delete": ("delete", "deleted for good")}
+
+
+def _apply(action: str, ids: list):
+    back = local_path(request.form.get("next")) or url_for("pages.gallery")
+    if action not in _ACTIONS or not ids:
+        flash("Choose an action and at least one operation." if ids or action in _ACTIONS
+              else f"Unknown action {action!r}.")
+        return redirect(back, 303)
+    history, (call, done) = current_history(), _ACTIONS[action]
+    changed = []
+    for op_id in ids:
+        try:
+            if call == "star":
+                history.star(op_id, action == "star")
+                changed.append(op_id)
+            else:
+                result = getattr(history, call)(op_id)
+                changed += result[0] if call == "delete" else result
+        except NotFound:
+            continue
+    count = len(ids) if call == "star" else len(changed)
+    flash(f"{count} operation{'s' if count != 1 else ''} {done}.")
+    if action == "trash" and changed:
+        flash(" ".join(changed), "undo")  # the page shows an Undo button restoring these
+    return redirect(back, 303)
 
 
 @bp.route("/admin", methods=["GET", "POST"])
@@ -117,22 +141,22 @@ def admin():
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    target = request.values.get("next") or url_for("admin.admin")
-    if urlsplit(target).netloc or not target.startswith("/"):
-        target = url_for("admin.admin")  # only paths of this site
-    error = None
-    if request.method == "POST":
-        check_csrf()
-        token = current_app.config.get("ADMIN_TOKEN") or ""
-        if token and hmac.compare_digest(request.form.get("token", "").encode(), token.encode()):
-            session["admin"] = True
-            return redirect(target, 303)
-        error = "That is not the admin token."
-    return render_template("login.html", next=target, error=error), 401 if error else 200
+    target = local_path(request.values.get("next")) or url_for("admin.admin")
+    if request.method == "GET":
+        return render_template("login.html", next=target, error=None)
+    wait = login_wait()
+    if wait:
+        error = f"Too many failed logins from your address: try again in {wait} s."
+        return render_template("login.html", next=target, error=error), 429, {
+            "Retry-After": str(wait)}
+    check_csrf()
+    if attempt_login(request.form.get("token", "")):
+        return redirect(target, 303)
+    return render_template("login.html", next=target, error="That is not the admin token."), 401
 
 
 @bp.post("/logout")
 def logout():
     check_csrf()
-    session.pop("admin", None)
+    log_out()
     return redirect(url_for("pages.studio"), 303)

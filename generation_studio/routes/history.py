@@ -1,15 +1,13 @@
-"""The history API: ``/api/history`` (pages, one record, its files, stats,
-CSV export, delete) and ``/api/health``. Every answer comes from the one
-history service, as the pages' and the CLI's do."""
+"""The history API: ``/api/history`` (pages, one record with what was made
+from it, its files, stats, CSV export, rerun, trash and restore, star, delete)
+and ``/api/health``. Every answer comes from the one history service, as the
+pages' and the CLI's do."""
 
-import hmac
-import io
-import json
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from .. import backup, inputs
+from .. import backup, files, inputs, rerun, web
 from ..errors import ApiError
 from ..history import current_history, export, filters, records
 from ..jobs import Finished, current_jobs
@@ -51,7 +49,8 @@ def operations():
 @bp.get("/api/history/stats")
 def stats():
     days = inputs.number("days", 1, 3660, 30, integer=True, source=request.args)
-    body = current_history().stats(filters.parse(request.args), days)
+    # Trashed operations still take their room until the trash is emptied.
+    body = current_history().stats(filters.parse(request.args, trash="include"), days)
     return jsonify(success=True, **body)
 
 
@@ -64,7 +63,51 @@ def export_csv():
 
 @bp.get("/api/history/<op_id>")
 def operation(op_id):
-    return jsonify(success=True, operation=current_history().require(op_id))
+    history = current_history()
+    return jsonify(success=True, operation=history.require(op_id), usedBy=history.used_by(op_id))
+
+
+@bp.post("/api/history/<op_id>/rerun")
+def rerun_operation(op_id):
+    """Run an operation again through its own route, exactly or with the JSON
+    body's fields changed; answered as that route answers."""
+    record = current_history().require(op_id)
+    return rerun.answer(record, rerun.overrides_of(_json_body()))
+
+
+@bp.post("/api/history/<op_id>/trash")
+def trash(op_id):
+    """Move an operation (and a workflow's steps) to the trash, where it can be restored."""
+    _require_admin()
+    ids = current_history().trash(op_id)
+    return jsonify(success=True, trashed=ids, operation=current_history().require(op_id))
+
+
+@bp.post("/api/history/<op_id>/restore")
+def restore(op_id):
+    """Take an operation (and a workflow's steps) out of the trash."""
+    _require_admin()
+    ids = current_history().untrash(op_id)
+    return jsonify(success=True, restored=ids, operation=current_history().require(op_id))
+
+
+@bp.post("/api/history/<op_id>/star")
+def star(op_id):
+    """Star or unstar an operation: ``{"starred": true | false}`` (true when empty)."""
+    _require_admin()
+    body = _json_body()
+    starred = True if body is None else body.get("starred") if isinstance(body, dict) else None
+    if not isinstance(starred, bool):
+        raise ApiError("starred must be true or false, as in {\"starred\": true}",
+                       field="starred")
+    return jsonify(success=True, operation=current_history().star(op_id, starred))
+
+
+def _json_body():
+    """The request's JSON body, None when it has none; 400 when it is not JSON."""
+    if not request.get_data(cache=True):
+        return None
+    return inputs.strict_json(request.get_data(cache=True))
 
 
 @bp.delete("/api/history/<op_id>")
@@ -95,6 +138,7 @@ def operation_events(op_id):
     history = current_history()
     history.require(op_id)
     longest = current_app.config["EVENTS_MAX_SECONDS"]
+    dumps = current_app.json.dumps  # the app's: no NaN ever leaves it
 
     def stream():
         last, beat, ends = None, time.monotonic(), time.monotonic() + longest
@@ -108,9 +152,9 @@ def operation_events(op_id):
                                                  "providerState", "startedAt")}
             if state != last:
                 last, beat = state, time.monotonic()
-                yield f"event: status\ndata: {json.dumps(state)}\n\n"
+                yield f"event: status\ndata: {dumps(state)}\n\n"
             if records.is_final(record):
-                yield f"event: end\ndata: {json.dumps({'operation': record})}\n\n"
+                yield f"event: end\ndata: {dumps({'operation': record})}\n\n"
                 return
             if time.monotonic() - beat >= EVENTS_HEARTBEAT_SECONDS:
                 beat = time.monotonic()
@@ -122,13 +166,19 @@ def operation_events(op_id):
 
 
 def _require_admin():
-    token = current_app.config.get("ADMIN_TOKEN")
-    if not token:
+    """A mutation: the bearer token (API clients), or the admin session's
+    cookie on a request from the studio's own pages (same origin, or the
+    X-CSRF-Token header). A browser's request from another site is refused
+    even when no ADMIN_TOKEN is set."""
+    if web.bearer_is_admin():
         return
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        raise ApiError("This needs the admin token: send Authorization: Bearer <ADMIN_TOKEN>",
-                       status=401, headers={"WWW-Authenticate": "Bearer"})
+    problem = web.cross_site_problem()
+    if problem:
+        raise ApiError(problem, status=403)
+    if not web.is_admin():
+        raise ApiError("This needs the admin token: send Authorization: Bearer <ADMIN_TOKEN> "
+                       "(or log in at /login)", status=401,
+                       headers={"WWW-Authenticate": "Bearer"})
 
 
 @bp.get("/api/history/<op_id>/files/<path:name>")
@@ -137,5 +187,8 @@ def operation_file(op_id, name):
     if found is None:
         raise ApiError(f"Operation {op_id!r} has no file {name!r}", status=404)
     data, entry = found
-    source = io.BytesIO(data) if isinstance(data, bytes) else data
-    return send_file(source, mimetype=entry["contentType"], max_age=3600, download_name=name)
+    source = data if isinstance(data, bytes) else files.open_inside(current_history().root, data)
+    if source is None:  # replaced by a link, or removed, since the record was read
+        raise ApiError(f"Operation {op_id!r} has no file {name!r}", status=404)
+    return files.send_stored(source, entry.get("contentType"), name, max_age=3600,
+                             etag=entry.get("sha256"))
