@@ -3,10 +3,12 @@
 1. Latency: a small local image edit (a 256x256 PNG, sepia) through the real
    route — its record written ``queued`` with its input, put on the SqliteHuey
    queue, claimed by a worker thread, run, its outcome written, the waiting
-   request woken — against the same request run in the request thread with
-   nothing recorded (``RECORDING_ENABLED`` off) and the same work called
-   directly (the provider on the same task), alternating in one run. Prints
-   median and p95 of each and of the differences.
+   request woken — against the same request recorded alike but run in the
+   request thread (the studio's fallback when it has no queue: what the queue
+   itself adds is the difference), the same request with nothing recorded
+   (``RECORDING_ENABLED`` off) and the same work called directly (the provider
+   on the same task), alternating in one run. Prints median and p95 of each
+   and of the differences.
 2. Throughput: N asynchronous text-to-image operations submitted at once,
    run by 1 then by 2 worker threads; operations per second.
 
@@ -15,6 +17,7 @@
 
 import argparse
 import io
+import logging
 import os
 import resource
 import statistics
@@ -49,14 +52,19 @@ def latency(root: Path, count: int):
     client = app.test_client()
     inline = create_app({"STORAGE_DIR": str(root / "inline"), "HISTORY_CHECK_WAITS": True,
                          "LOG_LEVEL": "WARNING", "RECORDING_ENABLED": False}).test_client()
+    unqueued = create_app({"STORAGE_DIR": str(root / "unqueued"), "HISTORY_CHECK_WAITS": True,
+                           "LOG_LEVEL": "ERROR"})
+    unqueued.extensions["jobs"].enqueue = _no_queue  # the fallback: run in the request
+    logging.getLogger("generation_studio.jobs.service").setLevel(logging.ERROR)  # its notice
+    unqueued = unqueued.test_client()
     provider = app.extensions["generation_provider"]
     picture = small_png()
     task = Task("image_edit_single", "sepia", {"outputFormat": "jpg"},
                 [Image.open(io.BytesIO(picture)).convert("RGB")], [picture])
-    queued, unrecorded, direct = [], [], []
+    queued, unrecorded, direct, recorded = [], [], [], []
     for n in range(count + 10):
         took = []
-        for target in (client, inline):
+        for target in (client, inline, unqueued):
             start = time.perf_counter()
             answer = target.post("/api/edit/image", data={
                 "prompt": "sepia", "image": (io.BytesIO(picture), "p.png")},
@@ -69,9 +77,14 @@ def latency(root: Path, count: int):
         if n >= 10:  # the first ones warm caches and start the workers
             queued.append(took[0])
             unrecorded.append(took[1])
-            direct.append(took[2])
+            recorded.append(took[2])
+            direct.append(took[3])
     app.extensions["jobs"].stop_workers()
-    return queued, unrecorded, direct
+    return queued, unrecorded, direct, recorded
+
+
+def _no_queue(op_id):
+    raise OSError("no queue in this baseline")
 
 
 def throughput(root: Path, jobs: int, threads: int) -> float:
@@ -100,19 +113,24 @@ def main():
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="queue-bench-", dir=args.dir))
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, storage {root}")
-    queued, unrecorded, direct = latency(root, args.requests)
+    queued, unrecorded, direct, recorded = latency(root, args.requests)
     print(f"\nsmall image edit, {args.requests} requests each way        median ms    p95 ms")
     for label, values in (
             ("through the queue (route, sync, recorded)", queued),
+            ("recorded alike, run in the request (no queue)", recorded),
             ("the same request run in it, nothing recorded", unrecorded),
             ("the same work called directly (provider)", direct),
+            ("added by the queue (vs recorded, no queue)", [q - r for q, r in
+                                                           zip(queued, recorded)]),
             ("added by queue + record vs the request alone", [q - u for q, u in
                                                              zip(queued, unrecorded)]),
             ("added by queue + record + HTTP vs the work", [q - d for q, d in
                                                            zip(queued, direct)])):
         print(f"{label:50}{statistics.median(values):10.2f}{percentile(values, 95):10.2f}")
     print(f"ratio of medians, queued / unrecorded request: "
-          f"{statistics.median(queued) / statistics.median(unrecorded):.2f}")
+          f"{statistics.median(queued) / statistics.median(unrecorded):.2f}; "
+          f"queued / recorded without queue: "
+          f"{statistics.median(queued) / statistics.median(recorded):.2f}")
     one = throughput(root, args.jobs, 1)
     two = throughput(root, args.jobs, 2)
     print(f"\nthroughput, {args.jobs} text-to-image jobs (1024x1024): 1 worker {one:.1f} ops/s, "
