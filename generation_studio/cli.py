@@ -161,7 +161,7 @@ def export_command(output, types, **values):
 def reindex_command():
     """Rebuild the index from the JSON records (the truth), repairing a broken one."""
     service = _history()
-    with _progress("Reindexing", length=len(service.locations())) as bar:
+    with _progress("Reindexing", length=service.keeper.count_on_disk()) as bar:
         result = service.reindex(progress=bar.update)
     for name, why in sorted(result["skipped"].items()):
         click.echo(f"Skipped {name}: {why}", err=True)

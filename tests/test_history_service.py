@@ -260,25 +260,6 @@ def test_while_the_index_rebuilds_pages_come_from_the_folder(app, client):
     assert "being rebuilt" in client.get("/history").get_data(as_text=True)
 
 
-def test_rows_written_while_the_index_rebuilds_are_not_lost(app, monkeypatch):
-    import sqlite3
-    history = app.extensions["history"]
-    before = set(seed(history, 0, 3))
-    real, late = history.locations, []
-
-    def locations(listing=None):
-        where = real(listing)
-        if history.keeper.problem and not late:  # a save lands just after the folder scan
-            late.extend(seed(history, 0, 1))
-        return where
-
-    monkeypatch.setattr(history, "locations", locations)
-    history.keeper.broken(sqlite3.DatabaseError("database disk image is malformed"))
-    history.keeper._thread.join(20)
-    assert history.keeper.problem is None and len(late) == 1
-    assert set(history.index.ids()) == before | set(late)
-
-
 def mounted(path, options):
     path.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],

@@ -8,14 +8,18 @@ serialises them. Any ``sqlite3.Error`` reaches the caller: the history
 service treats the index as broken and rebuilds it from the records.
 """
 
+import contextlib
+import os
 import sqlite3
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from .. import liveness
 from .filters import Filters, iso
 
-SCHEMA_VERSION = 4  # an index file of another version is rebuilt
+SCHEMA_VERSION = 6  # an index file of another version is rebuilt
 BUSY_TIMEOUT_SECONDS = 5  # a writer holding the lock longer is a fault, not a wait
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -23,21 +27,101 @@ CREATE TABLE IF NOT EXISTS operations (
     id TEXT UNIQUE NOT NULL,
     type TEXT, status TEXT, created_at TEXT, completed_at TEXT, duration_ms REAL,
     provider TEXT, model TEXT, prompt TEXT, parent_id TEXT, error TEXT,
-    input_count INTEGER, input_bytes INTEGER, output_bytes INTEGER, result_file TEXT
+    input_count INTEGER, input_bytes INTEGER, output_bytes INTEGER, result_file TEXT,
+    trashed_at TEXT, starred INTEGER
 );
+-- Lineage: each operation's sources (derivedFrom), to answer "used by".
+CREATE TABLE IF NOT EXISTS derived (id TEXT NOT NULL, source TEXT NOT NULL, file TEXT,
+                                    relation TEXT);
+CREATE INDEX IF NOT EXISTS derived_by_source ON derived (source);
+CREATE INDEX IF NOT EXISTS derived_by_id ON derived (id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+-- Counts and bytes per type, status, day, trashed or not, step or not: what
+-- the statistics and most counts need, kept by triggers (a few thousand rows
+-- instead of a scan of every operation). NULLs are stored as '' (a key).
+CREATE TABLE IF NOT EXISTS summary (
+    type TEXT NOT NULL, status TEXT NOT NULL, day TEXT NOT NULL, trashed INTEGER NOT NULL,
+    step INTEGER NOT NULL, n INTEGER NOT NULL, input_bytes NOT NULL, output_bytes NOT NULL,
+    PRIMARY KEY (type, status, day, trashed, step)) WITHOUT ROWID;
+-- Durations per type and bucket (two significant digits: see bucket_floor), to
+-- find a percentile's row with a short walk instead of counting up to it.
+CREATE TABLE IF NOT EXISTS durations (
+    type TEXT NOT NULL, status TEXT NOT NULL, trashed INTEGER NOT NULL, step INTEGER NOT NULL,
+    bucket INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (type, bucket, status, trashed, step)) WITHOUT ROWID;
+"""
+# The secondary indexes: dropped while a rebuild refills the table (indexing
+# sorted rows afterwards is several times faster than row by row), then made again.
+INDEXES = """
 CREATE INDEX IF NOT EXISTS by_created ON operations (created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS by_type ON operations (type, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS by_type_status ON operations (type, status, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS by_type_duration ON operations (type, duration_ms);
 CREATE INDEX IF NOT EXISTS by_status ON operations (status, created_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS for_stats ON operations (type, status, input_bytes, output_bytes);
 CREATE INDEX IF NOT EXISTS by_parent ON operations (parent_id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE INDEX IF NOT EXISTS by_trashed ON operations (trashed_at) WHERE trashed_at IS NOT NULL;
 """
+INDEX_NAMES = ("by_created", "by_type", "by_type_status", "by_type_duration", "by_status",
+               "by_parent", "by_trashed")
+# The summary's key of a row, for ``new`` or ``old`` in a trigger.
+_KEY = ("IFNULL({r}.type, ''), IFNULL({r}.status, ''), IFNULL(substr({r}.created_at, 1, 10), ''),"
+        " {r}.trashed_at IS NOT NULL, {r}.parent_id IS NOT NULL")
+_WHERE_KEY = ("type = IFNULL({r}.type, '') AND status = IFNULL({r}.status, '') AND day = "
+              "IFNULL(substr({r}.created_at, 1, 10), '') AND trashed = ({r}.trashed_at IS NOT "
+              "NULL) AND step = ({r}.parent_id IS NOT NULL)")
+_DURATION_KEY = ("IFNULL({r}.type, ''), IFNULL({r}.status, ''), {r}.trashed_at IS NOT NULL,"
+                 " {r}.parent_id IS NOT NULL, {bucket}")
+_DURATION_WHERE = ("type = IFNULL({r}.type, '') AND status = IFNULL({r}.status, '') AND trashed "
+                   "= ({r}.trashed_at IS NOT NULL) AND step = ({r}.parent_id IS NOT NULL) AND "
+                   "bucket = {bucket}")
+# A duration's bucket: -1 none, 0 under 1 ms, else digits * 100 + its first two digits
+# (1.5 -> 101, 57.4 -> 257, 1234 -> 412): in the order of the durations.
+_BUCKET = ("(CASE WHEN {r}.duration_ms IS NULL THEN -1 WHEN {r}.duration_ms < 1 THEN 0 ELSE "
+           "length(CAST(CAST({r}.duration_ms AS INTEGER) AS TEXT)) * 100 + "
+           "CAST(substr(CAST(CAST({r}.duration_ms AS INTEGER) AS TEXT), 1, 2) AS INTEGER) END)")
+
+
+def _add(r: str) -> str:
+    key = _KEY.format(r=r)
+    bucket = _BUCKET.format(r=r)
+    return (f"INSERT INTO summary VALUES ({key}, 1, IFNULL({r}.input_bytes, 0), "
+            f"IFNULL({r}.output_bytes, 0)) ON CONFLICT DO UPDATE SET n = n + 1, "
+            f"input_bytes = input_bytes + excluded.input_bytes, "
+            f"output_bytes = output_bytes + excluded.output_bytes;\n"
+            f"INSERT INTO durations VALUES ({_DURATION_KEY.format(r=r, bucket=bucket)}, 1) "
+            f"ON CONFLICT DO UPDATE SET n = n + 1;\n")
+
+
+def _take(r: str) -> str:
+    where = _WHERE_KEY.format(r=r)
+    dwhere = _DURATION_WHERE.format(r=r, bucket=_BUCKET.format(r=r))
+    return (f"UPDATE summary SET n = n - 1, input_bytes = input_bytes - IFNULL({r}.input_bytes, 0),"
+            f" output_bytes = output_bytes - IFNULL({r}.output_bytes, 0) WHERE {where};\n"
+            f"DELETE FROM summary WHERE n = 0 AND {where};\n"
+            f"UPDATE durations SET n = n - 1 WHERE {dwhere};\n"
+            f"DELETE FROM durations WHERE n = 0 AND {dwhere};\n")
+
+
+SUMMARY_TRIGGERS = (
+    f"CREATE TRIGGER IF NOT EXISTS summary_insert AFTER INSERT ON operations BEGIN\n"
+    f"{_add('new')}END;\n"
+    f"CREATE TRIGGER IF NOT EXISTS summary_delete AFTER DELETE ON operations BEGIN\n"
+    f"{_take('old')}END;\n"
+    f"CREATE TRIGGER IF NOT EXISTS summary_update AFTER UPDATE ON operations BEGIN\n"
+    f"{_take('old')}{_add('new')}END;\n")
+# The summary of every row at once (after a rebuild has refilled the table).
+SUMMARY_FILL = (
+    f"DELETE FROM summary;\nDELETE FROM durations;\n"
+    f"INSERT INTO summary SELECT {_KEY.format(r='o')}, COUNT(*), SUM(IFNULL(o.input_bytes, 0)),"
+    f" SUM(IFNULL(o.output_bytes, 0)) FROM operations o GROUP BY 1, 2, 3, 4, 5;\n"
+    f"INSERT INTO durations SELECT {_DURATION_KEY.format(r='o', bucket=_BUCKET.format(r='o'))},"
+    f" COUNT(*) FROM operations o GROUP BY 1, 2, 3, 4, 5;\n")
 # Prompts searchable with FTS5, kept in step with the table by triggers.
-FTS_SCHEMA = """
+FTS_TABLE = """
 CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
     prompt, content='operations', content_rowid='seq');
+"""
+FTS_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS prompts_insert AFTER INSERT ON operations BEGIN
     INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
 END;
@@ -49,9 +133,11 @@ CREATE TRIGGER IF NOT EXISTS prompts_update AFTER UPDATE ON operations BEGIN
     INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
 END;
 """
+TRIGGER_NAMES = ("prompts_insert", "prompts_delete", "prompts_update", "summary_insert",
+                 "summary_delete", "summary_update")
 COLUMNS = ("id", "type", "status", "created_at", "completed_at", "duration_ms", "provider",
            "model", "prompt", "parent_id", "error", "input_count", "input_bytes",
-           "output_bytes", "result_file")
+           "output_bytes", "result_file", "trashed_at", "starred")
 UPSERT = (f"INSERT INTO operations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
           f"ON CONFLICT (id) DO UPDATE SET "
           + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
@@ -73,7 +159,17 @@ def row_of(record: dict) -> tuple:
             prompt if isinstance(prompt, str) else None, record.get("parentId"),
             str(record["error"]) if record.get("error") else None, len(inputs),
             sum(_number(f.get("bytes")) or 0 for f in inputs),
-            sum(_number(f.get("bytes")) or 0 for f in outputs), record.get("resultFile"))
+            sum(_number(f.get("bytes")) or 0 for f in outputs), record.get("resultFile"),
+            record.get("trashedAt") if isinstance(record.get("trashedAt"), str) else None,
+            1 if record.get("starred") is True else None)
+
+
+def sources_of(record: dict) -> list[tuple]:
+    """The lineage rows of a record: ``(id, source id, file, relation)``."""
+    found = record.get("derivedFrom")
+    return [(record["operationId"], d["operationId"], d.get("file"), d.get("relation"))
+            for d in (found if isinstance(found, list) else [])
+            if isinstance(d, dict) and isinstance(d.get("operationId"), str)]
 
 
 def _number(value):
@@ -108,15 +204,16 @@ class OperationIndex:
                                         ).fetchone() is not None
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")  # a cache: a crash costs a rebuild, not data
+            _refuse_a_dead_refill(conn)
             return
         if version != 0:
             raise sqlite3.DatabaseError(f"index of another version ({version}, "
                                         f"expected {SCHEMA_VERSION})")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=OFF")  # a cache: a crash costs a rebuild, not data
-        conn.executescript(SCHEMA)
+        conn.executescript(SCHEMA + INDEXES + SUMMARY_TRIGGERS)
         try:
-            conn.executescript(FTS_SCHEMA)
+            conn.executescript(FTS_TABLE + FTS_TRIGGERS)
             self.has_fts = True
         except sqlite3.OperationalError:  # SQLite built without FTS5: LIKE instead
             self.has_fts = False
@@ -134,20 +231,68 @@ class OperationIndex:
     # Writing ------------------------------------------------------------------
     def add(self, records) -> None:
         """Insert or replace the rows of ``records`` in one transaction."""
-        rows = [row_of(r) for r in records]
+        records = list(records)
+        self.add_rows([row_of(r) for r in records], [s for r in records for s in sources_of(r)])
+
+    def add_rows(self, rows: list, sources: list) -> None:
+        """``add`` of rows made already (``row_of``, ``sources_of``)."""
         if rows:
             with self._transaction() as conn:
                 conn.executemany(UPSERT, rows)
+                conn.executemany("DELETE FROM derived WHERE id = ?", [(r[0],) for r in rows])
+                conn.executemany("INSERT INTO derived VALUES (?, ?, ?, ?)", sources)
 
     def remove(self, ids) -> None:
         ids = [(i,) for i in ids]
         if ids:
             with self._transaction() as conn:
                 conn.executemany("DELETE FROM operations WHERE id = ?", ids)
+                conn.executemany("DELETE FROM derived WHERE id = ?", ids)
 
     def clear(self) -> None:
+        """Remove every row (at once: the triggers are set aside meanwhile)."""
         with self._transaction() as conn:
-            conn.execute("DELETE FROM operations")
+            self._empty(conn)
+            self._make_triggers(conn)
+
+    @contextlib.contextmanager
+    def refill(self):
+        """Fill an empty index fast: while the caller adds rows, the secondary
+        indexes, the full-text entries and the summary are left aside; they
+        are made from all the rows at once at the end. Other processes keep
+        answering meanwhile (slower) and what they write is kept. A refill
+        whose process dies half-way is refused by the next connection
+        (``_prepare``), so the index is rebuilt."""
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('refill', ?)",
+                         (f"{os.getpid()} {time.time()}",))
+            self._empty(conn)
+            for name in INDEX_NAMES:
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            yield
+        finally:
+            for statement in _statements(INDEXES):  # each its own short transaction
+                self.execute(statement)
+            with self._transaction() as conn:
+                if self.has_fts:
+                    conn.execute("INSERT INTO prompts (prompts) VALUES ('rebuild')")
+                for statement in _statements(SUMMARY_FILL):
+                    conn.execute(statement)
+                self._make_triggers(conn)
+                conn.execute("DELETE FROM meta WHERE key = 'refill'")
+
+    def _empty(self, conn) -> None:
+        for name in TRIGGER_NAMES:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        for table in ("operations", "derived", "summary", "durations"):
+            conn.execute(f"DELETE FROM {table}")  # without triggers: at once
+        if self.has_fts:
+            conn.execute("INSERT INTO prompts (prompts) VALUES ('delete-all')")
+
+    def _make_triggers(self, conn) -> None:
+        for statement in _statements(SUMMARY_TRIGGERS + (FTS_TRIGGERS if self.has_fts else "")):
+            conn.execute(statement)
 
     def swap_meta(self, key: str, old, new) -> bool:
         """Set ``key`` to ``new`` if it is still ``old``: True if this caller won."""
@@ -179,6 +324,16 @@ class OperationIndex:
             f"SELECT id FROM operations WHERE status IN ({', '.join('?' * len(statuses))})",
             statuses)]
 
+    def used_by(self, op_id: str) -> list[tuple]:
+        """``(id, relation, file)`` of the operations made from ``op_id``, oldest first."""
+        return self.execute("SELECT d.id, d.relation, d.file FROM derived d JOIN operations o "
+                            "ON o.id = d.id WHERE d.source = ? ORDER BY o.created_at, d.id",
+                            (op_id,)).fetchall()
+
+    def trashed_before(self, cutoff: str) -> list[str]:
+        return [r[0] for r in self.execute("SELECT id FROM operations WHERE trashed_at < ?",
+                                           (cutoff,))]
+
     def steps_of(self, op_id: str) -> list[str]:
         return [r[0] for r in self.execute("SELECT id FROM operations WHERE parent_id = ?",
                                            (op_id,))]
@@ -196,10 +351,8 @@ class OperationIndex:
              before: str | None = None) -> tuple[list[str], int, str | None]:
         """``(ids, total, next_cursor)`` for one page, newest first; ``before``
         is the id of the last row already seen (it must be indexed)."""
-        matches = self._prompt_matches(filters)
-        if matches is not None and filters == Filters(q=filters.q):
-            total = matches  # the search is the only filter: its own count
-        else:
+        matches, total = self._quick_count(filters)
+        if total is None:
             count_by = "member" if matches and matches > JOIN_MATCHES_UP_TO else "join"
             source, where, params = self._select(filters, count_by)
             total = self.execute(f"SELECT COUNT(*){source}{where}", params).fetchone()[0]
@@ -222,31 +375,60 @@ class OperationIndex:
         return self.execute(f"SELECT {', '.join(COLUMNS)}{source}{where} "
                             f"ORDER BY created_at DESC, id DESC", params)
 
+    def _quick_count(self, filters: Filters) -> tuple[int | None, int | None]:
+        """``(prompts matching the search or None, the count or None)``: the
+        count comes from the summary, or from the search itself (less its
+        trashed matches, in the same pass), when they can give it."""
+        summary = _summary_where(filters)
+        if summary is not None:
+            return None, self.execute(f"SELECT IFNULL(SUM(n), 0) FROM summary{summary[0]}",
+                                      summary[1]).fetchone()[0]
+        if not filters.q:
+            return None, None
+        self.connect()
+        if self.has_fts and filters == Filters(q=filters.q, trash="exclude"):
+            matches, trashed = self.execute(
+                "SELECT COUNT(*), IFNULL(SUM(rowid IN (SELECT seq FROM operations WHERE "
+                "trashed_at IS NOT NULL)), 0) FROM prompts WHERE prompts MATCH ?",
+                (fts_query(filters.q),)).fetchone()
+            return matches, matches - trashed
+        matches = self._prompt_matches(filters)
+        return matches, matches if filters == Filters(q=filters.q) else None
+
     def stats(self, filters: Filters, days: int = 30) -> dict:
         """Counts, success rate, durations, operations per day and storage."""
+        since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).strftime("%Y-%m-%d")
+        summary = _summary_where(filters)
         source, where, params = self._select(filters)
+        if summary is not None:  # from the summary: a few thousand rows
+            groups = self.execute(f"SELECT NULLIF(type, ''), NULLIF(status, ''), SUM(n), "
+                                  f"SUM(input_bytes), SUM(output_bytes) FROM summary{summary[0]}"
+                                  f" GROUP BY type, status", summary[1])
+            per_day = self.execute(f"SELECT day, SUM(n) FROM summary{_also(summary[0], 'day >= ?')}"
+                                   f" GROUP BY day ORDER BY day", summary[1] + [since])
+            percentiles = self._bucketed_percentiles(summary, source, where, params)
+        else:
+            groups = self.execute(f"SELECT type, status, COUNT(*), SUM(input_bytes), "
+                                  f"SUM(output_bytes){source}{where} GROUP BY type, status", params)
+            per_day = self.execute(
+                f"SELECT substr(created_at, 1, 10) AS day, COUNT(*){source}"
+                f"{_also(where, 'created_at >= ?')} GROUP BY day ORDER BY day", params + [since])
+            percentiles = self._duration_percentiles(source, where, params)
         by_type = {}
-        for op_type, status, count, in_bytes, out_bytes in self.execute(
-                f"SELECT type, status, COUNT(*), SUM(input_bytes), SUM(output_bytes)"
-                f"{source}{where} GROUP BY type, status", params):
+        for op_type, status, count, in_bytes, out_bytes in groups.fetchall():
             entry = by_type.setdefault(op_type, {"count": 0, "succeeded": 0, "failed": 0,
                                                  "bytes": 0})
             entry["count"] += count
             entry[status] = entry.get(status, 0) + count
             entry["bytes"] += (in_bytes or 0) + (out_bytes or 0)
-        for op_type, median, p95 in self._duration_percentiles(source, where, params):
+        for op_type, median, p95 in percentiles:
             by_type.setdefault(op_type, {})["durationMs"] = {"median": median, "p95": p95}
         total = sum(e["count"] for e in by_type.values())
         succeeded = sum(e["succeeded"] for e in by_type.values())
         failed = sum(e["failed"] for e in by_type.values())
-        since = (datetime.now(timezone.utc) - timedelta(days=days - 1)).strftime("%Y-%m-%d")
-        per_day = dict(self.execute(
-            f"SELECT substr(created_at, 1, 10) AS day, COUNT(*){source}"
-            f"{_also(where, 'created_at >= ?')} GROUP BY day ORDER BY day",
-            params + [since]).fetchall())
         return {"total": total, "succeeded": succeeded, "failed": failed,
                 "successRate": round(succeeded / total, 4) if total else None,
-                "byType": by_type, "perDay": per_day, "days": days,
+                "byType": by_type, "perDay": dict(per_day.fetchall()), "days": days,
                 "storageBytes": sum(e["bytes"] for e in by_type.values())}
 
     def _duration_percentiles(self, source: str, where: str, params: list):
@@ -259,7 +441,31 @@ class OperationIndex:
             values = [self.execute(f"SELECT duration_ms{source}{typed} "
                                    f"ORDER BY duration_ms LIMIT 1 OFFSET ?",
                                    params + [op_type, rank - 1]).fetchone()[0]
-                      for rank in ((n + 1) // 2, max(1, -(-95 * n // 100)))]
+                      for rank in _ranks(n)]
+            rows.append((op_type, *values))
+        return rows
+
+    def _bucketed_percentiles(self, summary, source: str, where: str, params: list):
+        """As ``_duration_percentiles``, but each rank's bucket is found in the
+        ``durations`` table, so the walk through the index starts at the
+        bucket's floor and is short."""
+        buckets = {}
+        for op_type, bucket, n in self.execute(
+                f"SELECT NULLIF(type, ''), bucket, SUM(n) FROM durations{summary[0]} "
+                f"GROUP BY type, bucket ORDER BY type, bucket", summary[1]):
+            buckets.setdefault(op_type, []).append((bucket, n))
+        rows = []
+        for op_type, counts in buckets.items():
+            values = []
+            for rank in _ranks(sum(n for _, n in counts)):
+                bucket, before = _bucket_of(counts, rank)
+                condition = ("duration_ms IS NULL" if bucket < 0 else "duration_ms IS NOT NULL"
+                             if bucket == 0 else "duration_ms >= ?")
+                floor = [bucket_floor(bucket)] if bucket > 0 else []
+                values.append(self.execute(
+                    f"SELECT duration_ms{source}{_also(_also(where, 'type IS ?'), condition)} "
+                    f"ORDER BY duration_ms LIMIT 1 OFFSET ?",
+                    params + [op_type] + floor + [rank - 1 - before]).fetchone()[0])
             rows.append((op_type, *values))
         return rows
 
@@ -286,9 +492,9 @@ class OperationIndex:
         if filters.q:
             self.connect()
             if self.has_fts and search in ("member", "walk"):
-                if search == "walk":
-                    source = " FROM operations INDEXED BY by_created"
-                clauses.append("seq IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
+                # "+seq": not through the rowid, so that a walk follows the dates' index
+                clauses.append(("+seq" if search == "walk" else "seq")
+                               + " IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
                 params.append(fts_query(filters.q))
             elif self.has_fts:
                 source = (" FROM (SELECT rowid AS seq FROM prompts WHERE prompts MATCH ?)"
@@ -306,6 +512,17 @@ class OperationIndex:
             if value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if filters.trash == "exclude":
+            clauses.append("trashed_at IS NULL")
+        elif filters.trash == "only":
+            clauses.append("trashed_at IS NOT NULL")
+        if filters.starred:
+            clauses.append("starred = 1")
+        if filters.toplevel:  # "+": not through by_parent, nearly every row is top-level
+            clauses.append("+parent_id IS NULL")
+        if filters.ids:
+            clauses.append(f"id IN ({', '.join('?' * len(filters.ids))})")
+            params += list(filters.ids)
         if filters.since:
             clauses.append("created_at >= ?")
             params.append(filters.since)
@@ -313,6 +530,72 @@ class OperationIndex:
             clauses.append("created_at <= ?")
             params.append(filters.until)
         return source, (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _ranks(n: int) -> tuple[int, int]:
+    """The nearest ranks of the median and the 95th percentile among ``n``."""
+    return (n + 1) // 2, max(1, -(-95 * n // 100))
+
+
+def bucket_floor(bucket: int) -> int:
+    """The smallest duration of a bucket above 0 (see ``_BUCKET``): 101 -> 1,
+    257 -> 57, 412 -> 1200."""
+    digits, lead = divmod(bucket, 100)
+    return lead * 10 ** max(0, digits - 2)
+
+
+def _bucket_of(counts: list, rank: int) -> tuple[int, int]:
+    """The bucket holding the ``rank``-th duration, and how many come before it."""
+    before = 0
+    for bucket, n in counts:
+        if before + n >= rank:
+            return bucket, before
+        before += n
+    raise ValueError(f"rank {rank} beyond {before} durations")
+
+
+def _summary_where(filters: Filters) -> tuple[str, list] | None:
+    """``(" WHERE ...", params)`` on the summary (and durations) tables for
+    ``filters``; None when they select by more than the summary keeps."""
+    if filters != Filters(types=filters.types, status=filters.status, trash=filters.trash,
+                          toplevel=filters.toplevel):
+        return None
+    clauses, params = [], []
+    if filters.types:
+        clauses.append(f"type IN ({', '.join('?' * len(filters.types))})")
+        params += list(filters.types)
+    if filters.status:
+        clauses.append("status = ?")
+        params.append(filters.status)
+    if filters.trash != "include":
+        clauses.append(f"trashed = {1 if filters.trash == 'only' else 0}")
+    if filters.toplevel:
+        clauses.append("step = 0")
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of ``script`` (triggers whole), to run one by one in
+    a transaction (``executescript`` would commit first)."""
+    found, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            found.append(current.strip())
+            current = ""
+    return [s for s in found if s and not s.startswith("--")]
+
+
+def _refuse_a_dead_refill(conn) -> None:
+    """A refill (see ``OperationIndex.refill``) whose process died left the
+    index without its secondary indexes: that index must be rebuilt."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'refill'").fetchone()
+    if row is None:
+        return
+    pid, started = row[0].split()
+    if not liveness.alive(int(pid), since=float(started)):
+        raise sqlite3.DatabaseError("a rebuild of the index was interrupted (process "
+                                    f"{pid} is gone)")
 
 
 def cutoff(older_than: timedelta) -> str:

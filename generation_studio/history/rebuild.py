@@ -9,7 +9,10 @@ else in the system's temp folder. Rows written while it rebuilds are kept
 aside and applied when it is done, so none is lost.
 """
 
+import contextlib
 import hashlib
+import multiprocessing
+import os
 import sqlite3
 import tempfile
 import threading
@@ -17,10 +20,10 @@ import time
 import zlib
 from pathlib import Path
 
-from ..storage import layout
-from .index import OperationIndex
+from ..storage import archive, layout
+from .index import OperationIndex, row_of, sources_of
 
-BATCH = 1000
+BATCH = 5000  # rows per transaction, records read per pass
 # What a broken index raises: SQLite's errors, or the OS's for its file or folder.
 INDEX_ERRORS = (sqlite3.Error, OSError)
 READY_WAIT_SECONDS = 3  # a query at start-up waits this long for the first check
@@ -110,13 +113,13 @@ class IndexKeeper:
             # The index first, then the folder: a record saved in between is
             # then found missing and added, never taken for one that is gone.
             indexed = ids_fingerprint(self.index.ids())
-            listing = self.service.folder.scan()
-            if indexed != ids_fingerprint(self.service.locations(listing)):
+            skipped = {}
+            if indexed != ids_fingerprint(op_id for op_id, _ in self.on_disk(skipped)):
                 summary = self.catch_up(self.index)
                 self.service.log.info("History index caught up: %d added, %d removed (%s)",
                                       summary["added"], summary["removed"], self.index.path)
             else:
-                self.skipped = dict(listing.skipped)
+                self.skipped = skipped
             self._log_skipped()
         except INDEX_ERRORS as e:
             if self.service.root.is_dir():
@@ -126,6 +129,25 @@ class IndexKeeper:
                                        self.service.root, e)
         finally:
             self.ready.set()
+
+    def on_disk(self, skipped: dict):
+        """``(id, where its record is)`` of every record, streamed: archived
+        ones (the archive's day), then loose ones (""); files that are not
+        records go into ``skipped``."""
+        root = self.service.root
+        for day in archive.days(root):
+            for name in archive.names(root, day):
+                if layout.record_id(name):
+                    yield layout.record_id(name), day
+        for kind, name, what in self.service.folder.walk():
+            if kind == "record":
+                yield what, ""
+            elif kind == "skipped":
+                skipped[name] = what
+
+    def count_on_disk(self) -> int:
+        """How many records there are (one streamed pass over the folder)."""
+        return sum(1 for _ in self.on_disk({}))
 
     def _log_skipped(self) -> None:
         if self.skipped:
@@ -141,41 +163,88 @@ class IndexKeeper:
         Rows of operations that are gone are removed; records the index lacks
         (all of them with ``rebuild``) are read and added, one day at a time
         under that day's shared lock, so a delete never races a row back in.
+        Memory stays flat whatever the number of records: the index's ids and
+        the folder's are compared in temporary tables of SQLite, and an empty
+        index is filled in bulk (``OperationIndex.refill``).
         """
         if rebuild:
             index.clear()
-        in_index = set(index.ids())  # before the folder: see _check
-        listing = self.service.folder.scan()
-        where = self.service.locations(listing)
-        gone = in_index - where.keys()
-        index.remove(gone)
-        missing = sorted(where.keys() - in_index)
-        skipped = dict(listing.skipped)
-        self.progress = [0, len(missing)]
-        added = unreadable = 0
-        for day, ids in _by_day(missing):
-            with self.service.locks.shared([day]):
-                batch = []
-                for op_id, record, error in self.service.iter_records(ids, where):
-                    self.progress[0] += 1
-                    if progress:
-                        progress(1)
-                    if isinstance(error, FileNotFoundError):
-                        continue  # deleted since the folder was listed
-                    if error is not None:
-                        place = f"archives/{where[op_id]}.zip:" if where.get(op_id) else ""
-                        skipped[f"{place}{layout.record_name(op_id)}"] = _reason(error)
-                        unreadable += 1
-                        continue
-                    batch.append(record)
-                    if len(batch) >= BATCH:
-                        index.add(batch)
-                        added, batch = added + len(batch), []
-                index.add(batch)
-                added += len(batch)
+        conn = index.connect()
+        skipped = {}
+        try:
+            empty = self._snapshot(conn, skipped)
+            gone = 0
+            for ids in _chunks(conn, "SELECT id FROM temp.indexed WHERE id > ? AND id NOT IN "
+                                     "(SELECT id FROM temp.seen) ORDER BY id LIMIT ?"):
+                index.remove([i for i, in ids])
+                gone += len(ids)
+            missing = conn.execute("SELECT COUNT(*) FROM temp.seen WHERE id NOT IN "
+                                   "(SELECT id FROM temp.indexed)").fetchone()[0]
+            self.progress = [0, missing]
+            with index.refill() if empty and missing else contextlib.nullcontext():
+                added, unreadable = self._add_missing(conn, index, skipped, progress)
+            total = conn.execute("SELECT COUNT(*) FROM temp.seen").fetchone()[0]
+        finally:
+            conn.execute("DROP TABLE IF EXISTS temp.seen")
+            conn.execute("DROP TABLE IF EXISTS temp.indexed")
         self.skipped = skipped
-        return {"added": added, "removed": len(gone), "skipped": skipped,
-                "total": len(where) - unreadable}
+        return {"added": added, "removed": gone, "skipped": skipped,
+                "total": total - unreadable}
+
+    def _snapshot(self, conn, skipped: dict) -> bool:
+        """The index's ids (first: see ``_check``) into ``temp.indexed``, the
+        records on disk into ``temp.seen``; whether the index was empty."""
+        conn.execute("DROP TABLE IF EXISTS temp.indexed")
+        conn.execute("DROP TABLE IF EXISTS temp.seen")
+        conn.execute("CREATE TEMP TABLE indexed (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        conn.execute("CREATE TEMP TABLE seen (id TEXT PRIMARY KEY, place TEXT) WITHOUT ROWID")
+        conn.execute("INSERT INTO temp.indexed SELECT id FROM main.operations")
+        batch = []
+        for row in self.on_disk(skipped):
+            batch.append(row)
+            if len(batch) >= BATCH:
+                _insert_seen(conn, batch)
+                batch = []
+        _insert_seen(conn, batch)
+        return conn.execute("SELECT COUNT(*) FROM temp.indexed").fetchone()[0] == 0
+
+    def _add_missing(self, conn, index, skipped: dict, progress) -> tuple[int, int]:
+        """Read and add the records in ``temp.seen`` but not ``temp.indexed``,
+        a batch at a time, each day's under its lock; ``(added, unreadable)``.
+        Many records are read and parsed by a pool of processes (the CPU's
+        work: JSON and rows), this one writing the index."""
+        added = unreadable = 0
+        with _readers(self.progress[1]) as pool:
+            for rows in _chunks(conn, "SELECT id, place FROM temp.seen WHERE id > ? AND id NOT "
+                                      "IN (SELECT id FROM temp.indexed) ORDER BY id LIMIT ?"):
+                where = dict(rows)
+                for day, ids in _by_day(where):
+                    with self.service.locks.shared([day]):
+                        found, sources = [], []
+                        for op_id, row, its_sources, problem in self._read(pool, ids, where):
+                            self.progress[0] += 1
+                            if progress:
+                                progress(1)
+                            if problem == GONE:
+                                continue  # deleted since the folder was listed
+                            if problem is not None:
+                                place = f"archives/{where[op_id]}.zip:" if where[op_id] else ""
+                                skipped[f"{place}{layout.record_name(op_id)}"] = problem
+                                unreadable += 1
+                                continue
+                            found.append(row)
+                            sources += its_sources
+                        index.add_rows(found, sources)
+                        added += len(found)
+        return added, unreadable
+
+    def _read(self, pool, ids: list, where: dict):
+        """``rows_of`` the records ``ids``: here, or shared among ``pool``'s processes."""
+        if pool is None:
+            return rows_of(self.service, ids, where)
+        jobs = [(str(self.service.root), part, {i: where[i] for i in part})
+                for part in (ids[n:n + READ_BATCH] for n in range(0, len(ids), READ_BATCH))]
+        return (found for part in pool.imap(_read_in_worker, jobs) for found in part)
 
     def rebuild_now(self, progress=None) -> dict:
         """``flask history reindex``: rebuild in place (repairing a broken file)."""
@@ -243,6 +312,77 @@ class IndexKeeper:
             except (OSError, sqlite3.Error) as e:
                 self.service.log.warning("Cannot make the history index at %s (%s)", path, e)
         raise OSError(f"no writable place for the history index ({place}, {fallback})")
+
+
+GONE = "gone"  # a record deleted since the folder was listed
+READ_BATCH = 500  # records a reader process reads per job
+PARALLEL_FROM = 20_000  # fewer records are read faster than processes start
+
+
+def rows_of(service, ids, where):
+    """``(id, index row, lineage rows, None)`` for each record of ``ids``, or
+    ``(id, None, [], GONE or why it cannot be read)``."""
+    for op_id, record, error in service.iter_records(ids, where):
+        if error is None:
+            yield op_id, row_of(record), sources_of(record), None
+        else:
+            yield op_id, None, [], GONE if isinstance(error, FileNotFoundError) else \
+                _reason(error)
+
+
+_worker_service = None
+
+
+def _read_in_worker(job) -> list:
+    global _worker_service
+    root, ids, where = job
+    if _worker_service is None or str(_worker_service.root) != root:
+        from .service import HistoryService  # (the service imports this module)
+        _worker_service = HistoryService(root, os.devnull)
+    return list(rows_of(_worker_service, ids, where))
+
+
+@contextlib.contextmanager
+def _readers(count: int):
+    """A pool of reader processes when ``count`` records are many enough, else None."""
+    if count < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+        yield None
+        return
+    # Forked (another way would import the main module again: a script's
+    # server would start twice); the children only read files.
+    # Twice as many as processors: reading files waits on the disk as much as it parses.
+    with multiprocessing.get_context("fork").Pool(2 * os.cpu_count(), _forget_day_locks) as pool:
+        yield pool
+
+
+def _forget_day_locks() -> None:
+    """Close, in a forked reader, the day locks' files it inherited: the
+    flock would otherwise stay held as long as the reader lives."""
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if f"/{layout.LOCK_FOLDER}/" in os.readlink(f"/proc/self/fd/{fd}"):
+                os.close(int(fd))
+        except OSError:
+            continue
+
+
+def _insert_seen(conn, rows) -> None:
+    # Loose records come after archived ones: a record in both is served loose.
+    conn.execute("BEGIN")
+    conn.executemany("INSERT OR REPLACE INTO temp.seen VALUES (?, ?)", rows)
+    conn.execute("COMMIT")
+
+
+def _chunks(conn, sql: str):
+    """The rows of ``sql`` (keyset-paged on the first column: ``> ?``, ``LIMIT ?``)
+    a batch at a time, so that the caller may write between batches."""
+    last = ""
+    while True:
+        rows = conn.execute(sql, (last, BATCH)).fetchall()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1][0]
 
 
 def _by_day(ids):

@@ -61,10 +61,12 @@ def remove_temp_files(history) -> int:
 
 
 def remove_orphans(history) -> int:
-    """Remove loose files whose operation has no record anywhere."""
-    listing = history.folder.scan()
-    orphans = {op_id: names for op_id, names in listing.files.items()
-               if op_id not in listing.records}
+    """Remove loose files whose operation has no record anywhere (the folder
+    streamed: only the orphans are held)."""
+    orphans = {}
+    for kind, name, op_id in history.folder.walk():
+        if kind == "file" and history.folder.regular_file(layout.record_name(op_id)) is None:
+            orphans.setdefault(op_id, []).append(name)
     if not orphans:
         return 0
     removed = 0

@@ -14,11 +14,12 @@ import json
 import logging
 from dataclasses import dataclass
 
-from .. import events
+from .. import events, thumbnails
 from ..storage import archive, layout
 from ..storage.atomic import fsync_dir, move_atomic, write_atomic
 from ..storage.folder import OperationFolder
 from . import records, recovery, retention
+from . import trash as trashing
 from .filters import FilterError, Filters
 from .index import OperationIndex
 from .locks import DayLocks
@@ -274,11 +275,13 @@ class HistoryService:
     def locations(self, listing=None) -> dict[str, str]:
         """``{id: where its record is}``: "" loose, else the archive's day
         (``listing``: a scan of the folder the caller has made already)."""
+        if listing is None:
+            return dict(self.keeper.on_disk({}))  # loose ones last: they win
         where = {}
         for day in archive.days(self.root):
             where.update({layout.record_id(n): day for n in archive.names(self.root, day)
                           if layout.record_id(n)})
-        where.update(dict.fromkeys((listing or self.folder.scan()).records, ""))
+        where.update(dict.fromkeys(listing.records, ""))
         return where
 
     def iter_records(self, op_ids=None, where=None, sort=True, reverse=False):
@@ -334,14 +337,35 @@ class HistoryService:
             names += [e["file"] for e in record["inputImages"] + record["outputs"]
                       if layout.belongs_to(e["file"], op_id)]
         freed = self.folder.remove(names)
-        for op_id in ids:
-            (self.root / layout.THUMBS / f"{op_id}.webp").unlink(missing_ok=True)
+        for op_id in ids:  # its thumbnail and previews
+            entries = found.get(op_id, {})
+            thumbnails.remove(self.root, op_id, [e["file"] for e in entries.get("inputImages", [])
+                                                 + entries.get("outputs", [])])
         for day in {layout.day_of(i) for i in ids}:
             freed += archive.drop(self.root, day, set(ids))
         self.keeper.remove(ids)
         return freed
 
-    # Retention and archives (``retention``), named here so callers find them.
+    def star(self, op_id: str, starred: bool) -> dict:
+        """Star (or unstar) an operation; its record."""
+        self.require(op_id)
+        return self.update(op_id, lambda r: {"starred": True if starred else None},
+                           ) or self.require(op_id)
+
+    def used_by(self, op_id: str) -> list[dict]:
+        """The operations made from ``op_id`` (its reruns, and those that took
+        one of its files as input): ``{operationId, operationType, status,
+        relation, file}``, oldest first."""
+        rows = self.keeper.query(lambda ix: ix.used_by(op_id), lambda: [])
+        found = self.get_many([r[0] for r in rows])
+        return [{"operationId": i, "operationType": found[i].get("operationType"),
+                 "status": found[i].get("status"), "relation": relation, "file": file}
+                for i, relation, file in rows if i in found]
+
+    # The trash (``trash``), retention and archives (``retention``), named here so callers find them.
+    trash = trashing.trash
+    untrash = trashing.untrash
+    empty_trash = trashing.empty
     cleanup = retention.cleanup
     compress = retention.compress
     decompress = retention.decompress

@@ -162,25 +162,38 @@ class OperationFolder:
     def scan(self) -> Listing:
         """One pass over the folder (no stat of the files but temp ones)."""
         listing = Listing()
+        for kind, name, op_id in self.walk():
+            if kind == "temp":
+                listing.temp.append(name)
+            elif kind == "skipped":
+                listing.skipped[name] = op_id
+            else:
+                listing.files.setdefault(op_id, []).append(name)
+                if kind == "record":
+                    listing.records.add(op_id)
+        return listing
+
+    def walk(self):
+        """The folder's entries, streamed in one pass, nothing held (a folder of
+        millions of files costs no memory): ``(kind, name, what)``, kind
+        ``record`` or ``file`` (``what`` the operation's id), ``temp``, or
+        ``skipped`` (``what`` the reason)."""
         try:
             entries = os.scandir(self.root)
         except FileNotFoundError:
-            return listing
+            return
         with entries:
             for entry in entries:
                 name = entry.name
                 if name.startswith("."):
                     if name.endswith(TMP_SUFFIX):
-                        listing.temp.append(name)
+                        yield "temp", name, None
                     continue
                 op_id = layout.owner(name)
                 if entry.is_symlink():
-                    listing.skipped[name] = "a symbolic link: never followed"
+                    yield "skipped", name, "a symbolic link: never followed"
                 elif op_id is None:
                     if name.endswith(layout.RECORD_SUFFIX):
-                        listing.skipped[name] = "not named YYYYMMDD_<id>.json"
+                        yield "skipped", name, "not named YYYYMMDD_<id>.json"
                 elif entry.is_file(follow_symlinks=False):
-                    listing.files.setdefault(op_id, []).append(name)
-                    if name == layout.record_name(op_id):
-                        listing.records.add(op_id)
-        return listing
+                    yield "record" if name == layout.record_name(op_id) else "file", name, op_id
