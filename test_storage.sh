@@ -97,7 +97,8 @@ post /api/edit/pose -F "images=@$0" -F "images=@$work/first.jpg"
 check "a shell script as an image answers 400" test "$status" = 400
 check "the refusal names the field" grep -q 'images\[0\]' <<<"$body"
 failed_id=$(json_field operationId <<<"$body")
-check "the refusal is recorded with the upload" test -s "$STORAGE_DIR/${failed_id}_in_0.bin"
+check "the refusal describes the refused upload" grep -q '"refusedInputs"' "$STORAGE_DIR/$failed_id.json"
+check "the refused upload is not kept (never served back)" test ! -e "$STORAGE_DIR/${failed_id}_in_0.bin"
 
 echo "4. Files in the storage folder"
 ls -lh "$STORAGE_DIR" | tail -n 8
