@@ -348,22 +348,13 @@ def _readers(count: int):
     if count < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
         yield None
         return
-    # Forked (another way would import the main module again: a script's
-    # server would start twice); the children only read files.
-    # Twice as many as processors: reading files waits on the disk as much as it parses.
-    with multiprocessing.get_context("fork").Pool(2 * os.cpu_count(), _forget_day_locks) as pool:
+    # Spawned, not forked: this runs in a background thread of a server with
+    # other threads (gunicorn's, the job workers'), and a forked child can
+    # inherit a lock one of them held and wait on it for ever (seen at 50,000
+    # records under gunicorn). Twice as many as processors: reading files
+    # waits on the disk as much as it parses.
+    with multiprocessing.get_context("spawn").Pool(2 * os.cpu_count()) as pool:
         yield pool
-
-
-def _forget_day_locks() -> None:
-    """Close, in a forked reader, the day locks' files it inherited: the
-    flock would otherwise stay held as long as the reader lives."""
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if f"/{layout.LOCK_FOLDER}/" in os.readlink(f"/proc/self/fd/{fd}"):
-                os.close(int(fd))
-        except OSError:
-            continue
 
 
 def _insert_seen(conn, rows) -> None:
