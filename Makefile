@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint pytest storage-check debian-packages bench mutation fuzz clean
+.PHONY: run test lint pytest storage-check debian-packages bench lighthouse mutation fuzz clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ FUZZ_EXAMPLES ?= 100
 fuzz: $(VENV)/.installed
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_PHASES=examples,coverage,fuzzing,stateful \
 		$(PY) -m pytest -q -s tests/test_fuzz.py
+
+# Lighthouse on the pages with OPERATIONS (50,000) stored; npm and Chromium needed (README).
+lighthouse: $(VENV)/.installed debian-packages
+	PY=$(PY) ./benchmarks/lighthouse.sh
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/queue_latency.py
