@@ -267,3 +267,31 @@ def test_a_record_listed_twice_loose_and_archived_is_served_loose(history):
     history.decompress()
     assert history.locations() == {op_id: ""}
     assert layout.day_of(op_id) not in history.locations().values()
+
+
+def test_reader_processes_inherit_no_lock_of_the_server(history, monkeypatch):
+    """The readers start afresh (spawned): a lock another thread of the server
+    holds (here one that reading would take) cannot hang them, as it did when
+    they were forked from a gunicorn worker's background thread."""
+    import threading
+    a_mixed_history(history)
+    held, release = threading.Lock(), threading.Event()
+    real_rows = rebuild.rows_of
+
+    def rows_taking_the_lock(*args):
+        with held:
+            yield from real_rows(*args)
+
+    monkeypatch.setattr(rebuild, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(rebuild, "rows_of", rows_taking_the_lock)
+    holder = threading.Thread(target=lambda: (held.acquire(), release.wait(), held.release()))
+    holder.start()
+    try:
+        done = []
+        worker = threading.Thread(target=lambda: done.append(history.reindex()), daemon=True)
+        worker.start()
+        worker.join(60)
+        assert done, "the reader processes hung on a lock held in the server"
+    finally:
+        release.set()
+        holder.join()
