@@ -3,23 +3,18 @@ mode) that can be stopped and started again, the settings of an app backing
 up into it, and readers of the bucket and the storage folder."""
 
 import hashlib
-import socket
 import time
 
 import boto3
 import requests
 from moto.server import ThreadedMotoServer
 
+from .servers import free_port, wait_for  # noqa: F401 (the backup tests take them from here)
+
 # Distinctive values, so that a test can look for them everywhere.
 ACCESS_KEY = "AKIABACKUPTESTKEY7Q"
 SECRET_KEY = "sEcReT+backup/test-Value-9f3c1e"
 PREFIX = "studio"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class S3:
@@ -75,16 +70,6 @@ def local_files(storage_dir) -> dict:
     """``{name: bytes}`` of the operation files of a storage folder."""
     return {p.name: p.read_bytes() for p in storage_dir.iterdir() if p.is_file()
             and not p.name.startswith(".")}
-
-
-def wait_for(check, seconds=15.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not true after {seconds} s: {check}")
 
 
 def sha(data: bytes) -> str:

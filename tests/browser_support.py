@@ -9,14 +9,11 @@ browser_support.page``; all four: ``browser``, ``page``, ``server`` and
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
+
+from .servers import flask_run
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).parent / "screenshots"
@@ -32,50 +29,27 @@ if not Path(CHROMIUM).exists():
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server_env(tmp_path_factory) -> dict:
-    """The server's settings: small videos, a storage folder of its own."""
-    work = tmp_path_factory.mktemp("browser")
+def settings(work: Path) -> dict:
+    """The test server's settings: small videos, a storage folder in ``work``."""
     return {"FLASK_STORAGE_DIR": str(work / "operations"), "FLASK_SECRET_KEY": "browser-tests",
             "FLASK_LOCAL_VIDEO_SIZE": "128", "FLASK_MAX_VIDEO_FRAMES": "16"}
 
 
 @pytest.fixture(scope="module")
+def server_env(tmp_path_factory) -> dict:
+    return settings(tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture(scope="module")
 def server(server_env, tmp_path_factory):
     """The studio served by ``flask run`` on a free port; its base URL."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "generation_studio", "run",
-             "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **server_env}, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
+    with open(tmp_path_factory.mktemp("server") / "server.log", "w") as log:
+        process, base = flask_run(server_env, log)
         try:
-            _wait_until_up(base, process, log_path)
             yield base
         finally:
             process.terminate()
             process.wait(10)
-
-
-def _wait_until_up(base, process, log_path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server stopped: {Path(log_path).read_text()[-2000:]}")
-        try:
-            requests.get(f"{base}/api/health", timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("the server did not answer within 30 s")
 
 
 @pytest.fixture(scope="module")

@@ -5,33 +5,21 @@ started again it sends everything; its log never shows the credentials."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import requests
 
 from .backup_support import ACCESS_KEY, PREFIX, SECRET_KEY, free_port, objects, sha
+from .servers import flask_run
 
 pytest_plugins = ["tests.backup_fixtures"]
 
 
 def _serve(storage, port, endpoint, bucket, log):
-    env = {**os.environ, "FLASK_STORAGE_DIR": str(storage), "FLASK_LOCAL_VIDEO_SIZE": "96",
-           "FLASK_MAX_VIDEO_FRAMES": "12", "FLASK_BACKUP_URL": f"s3://{bucket}/{PREFIX}",
-           "FLASK_BACKUP_ENDPOINT_URL": endpoint, "FLASK_BACKUP_RETRY_SECONDS": "0.2",
-           "FLASK_BACKUP_POLL_SECONDS": "0.2"}
-    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "generation_studio", "run",
-                                "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            requests.get(f"{base}/api/health", timeout=1)
-            return process, base
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    raise AssertionError("the server did not start")
+    return flask_run({"FLASK_STORAGE_DIR": str(storage), "FLASK_LOCAL_VIDEO_SIZE": "96",
+                      "FLASK_MAX_VIDEO_FRAMES": "12", "FLASK_BACKUP_URL": f"s3://{bucket}/{PREFIX}",
+                      "FLASK_BACKUP_ENDPOINT_URL": endpoint, "FLASK_BACKUP_RETRY_SECONDS": "0.2",
+                      "FLASK_BACKUP_POLL_SECONDS": "0.2"}, log, port=port)
 
 
 def _complete_records(remote: dict) -> set:

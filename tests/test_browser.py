@@ -2,72 +2,30 @@
 against a real server process. Screenshots of each page go to
 tests/screenshots/ (not committed) for a reviewer to look at."""
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
+import functools
 
 import pytest
 import requests
 from PIL import Image
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(__file__).parent / "screenshots"
+from . import browser_support
+
+# The shared fixtures (server, browser), named here for pytest to find.
+browser, server = browser_support.browser, browser_support.server
 ADMIN_TOKEN = "browser-test-admin"
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> a cat'
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"Chromium is missing at {CHROMIUM}: `make test` installs Debian's chromium")
-    pytest.skip(f"no Chromium at {CHROMIUM} (make test installs it)", allow_module_level=True)
-
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+shot = functools.partial(browser_support.shot, full_page=True)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    port, work = free_port(), tmp_path_factory.mktemp("browser")
-    env = {**os.environ, "FLASK_STORAGE_DIR": str(work / "operations"),
-           "FLASK_ADMIN_TOKEN": ADMIN_TOKEN, "FLASK_SECRET_KEY": "browser-tests",
-           "FLASK_LOCAL_VIDEO_SIZE": "128", "FLASK_MAX_VIDEO_FRAMES": "16"}
-    log = open(work / "server.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "generation_studio", "run",
-                                "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(f"{base}/api/health", timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(10)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield browser
-        browser.close()
+def server_env(tmp_path_factory):
+    return {**browser_support.settings(tmp_path_factory.mktemp("browser")),
+            "FLASK_ADMIN_TOKEN": ADMIN_TOKEN}
 
 
 @pytest.fixture
 def page(browser, server):
+    """A page that keeps every URL it requested (none may leave the studio)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
     page = context.new_page()
     page.requests_seen = []
@@ -85,12 +43,6 @@ def pictures(tmp_path):
         paths.append(tmp_path / f"picture{n}.png")
         image.save(paths[-1])
     return paths
-
-
-def shot(page, name):
-    SHOTS.mkdir(exist_ok=True)
-    page.wait_for_load_state("networkidle")
-    page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
 
 
 def generate(page, form_id, prompt=None, files=(), **fields):

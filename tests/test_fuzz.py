@@ -23,7 +23,7 @@ import requests
 
 import schemathesis
 
-from .test_browser import free_port
+from .servers import flask_run
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
@@ -64,27 +64,17 @@ def fuzz_app():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port, work = free_port(), tmp_path_factory.mktemp("fuzz")
-    env = {**os.environ, "FLASK_STORAGE_DIR": str(work / "operations"),
-           "FLASK_SECRET_KEY": "fuzz-tests", "FLASK_LOCAL_VIDEO_SIZE": "64",
-           "FLASK_MAX_VIDEO_FRAMES": "8", "FLASK_QUEUE_THREADS": "2"}
-    env.pop("FLASK_ADMIN_TOKEN", None)
-    log = open(work / "server.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "flask", "--app",
-                                "tests.test_fuzz:fuzz_app()", "run", "--host", "127.0.0.1",
-                                "--port", str(port)], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    work = tmp_path_factory.mktemp("fuzz")
+    settings = {"FLASK_STORAGE_DIR": str(work / "operations"), "FLASK_ADMIN_TOKEN": None,
+                "FLASK_SECRET_KEY": "fuzz-tests", "FLASK_LOCAL_VIDEO_SIZE": "64",
+                "FLASK_MAX_VIDEO_FRAMES": "8", "FLASK_QUEUE_THREADS": "2"}
+    with open(work / "server.log", "w") as log:
+        process, base = flask_run(settings, log, app="tests.test_fuzz:fuzz_app()")
         try:
-            requests.get(f"{base}/api/health", timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    yield base, work
-    process.terminate()
-    process.wait(10)
-    log.close()
+            yield base, work
+        finally:
+            process.terminate()
+            process.wait(10)
 
 
 def pinned_ids(base: str, work: Path) -> Path:

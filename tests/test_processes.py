@@ -15,14 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from .servers import free_port
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def environment(storage: Path, **settings) -> dict:

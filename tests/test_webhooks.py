@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from generation_studio.storage import layout
 from . import test_fal, test_replicate
 from .conftest import hosted_app
 from .fakes import FakeFal, FakeReplicate, LoopbackServer
+from .servers import free_port, wait_for
 
 FAKES = {"replicate": (FakeReplicate, test_replicate.TOKEN), "fal": (FakeFal, test_fal.KEY)}
 CREATE = {"replicate": "/v1/models/black-forest-labs/flux-schnell/predictions",
@@ -74,16 +74,6 @@ def record_bytes(storage_dir, op_id) -> bytes:
 
 def record(storage_dir, op_id) -> dict:
     return json.loads(record_bytes(storage_dir, op_id))
-
-
-def wait_for(check, seconds=10):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 def creates(fake, name):
@@ -373,12 +363,6 @@ if "webhooks" not in app.blueprints:
     app.register_blueprint(webhooks.bp)
 make_server("127.0.0.1", int(sys.argv[2]), app, threaded=True).serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_after_a_kill_the_restarted_studio_takes_the_webhook(fake, name, storage_dir):
