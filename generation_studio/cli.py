@@ -161,8 +161,11 @@ def export_command(output, types, **values):
 def reindex_command():
     """Rebuild the index from the JSON records (the truth), repairing a broken one."""
     service = _history()
-    with _progress("Reindexing", length=service.keeper.count_on_disk()) as bar:
-        result = service.reindex(progress=bar.update)
+    with _progress("Reindexing", length=0) as bar:
+        def advance(steps: int) -> None:
+            bar.length = service.keeper.progress[1]  # known once the folder is listed
+            bar.update(steps)
+        result = service.reindex(progress=advance)
     for name, why in sorted(result["skipped"].items()):
         click.echo(f"Skipped {name}: {why}", err=True)
     skipped = result["skipped"]

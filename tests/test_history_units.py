@@ -827,6 +827,48 @@ def test_searches_with_many_matches_walk_the_dates_and_count_exactly(history):
         == (failed[2:4], 2500, failed[3])
 
 
+@pytest.mark.parametrize("dense_from", [20, 1])  # 1: as if they were sparse
+@pytest.mark.parametrize("order", ["written as made", "shuffled"])
+def test_a_search_walk_finds_every_page_whatever_order_the_rows_were_written_in(
+        history, order, dense_from, monkeypatch):
+    """The walk reads the full-text matches newest seq first as far as the rows
+    it walks need: rows written out of time order (an archive restored, a
+    record of another writer) make it read further, and no match may be missed.
+    Small chunks and batches of matches: many of them."""
+    import random
+
+    from generation_studio.history import index
+    monkeypatch.setattr(index, "WALK_CHUNKS", (16, 64))
+    monkeypatch.setattr(index, "MATCHES_AT_ONCE", 7)
+    monkeypatch.setattr(index, "DENSE_FROM", dense_from)
+    rng = random.Random(7)
+    rows = [{"operationId": f"20261101_{n:06d}", "operationType": "text_to_image",
+             "status": "failed" if n % 3 == 0 else "succeeded",
+             "prompt": "lighthouse at dusk" if n % 5 else "a quiet harbour",
+             "createdAt": f"2026-11-01T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000Z"}
+            for n in range(3000)]
+    if order == "shuffled":
+        rng.shuffle(rows)
+    else:  # as made, but for a few old ones written last (restored from an archive)
+        rows = rows[100:] + rows[:100]
+    for start in range(0, len(rows), 500):
+        history.index.add(rows[start:start + 500])
+    newest = [r["operationId"] for r in
+              sorted(rows, key=lambda r: (r["createdAt"], r["operationId"]), reverse=True)]
+    lit = [i for i in newest if "lighthouse" in next(r["prompt"] for r in rows
+                                                      if r["operationId"] == i)]
+    assert len(lit) == 2400
+    for offset in (0, 250, 1000, 2350):
+        assert history.index.page(Filters(q="lighthouse"), 50, offset)[0] == \
+            lit[offset:offset + 50]
+    assert history.index.page(Filters(q="lighthouse"), 50, before=lit[999])[0] == \
+        lit[1000:1050]
+    failed = [i for i in lit if int(i[-6:]) % 3 == 0]
+    assert history.index.page(Filters(q="lighthouse", status="failed"), 30, 500) == \
+        (failed[500:530], len(failed), failed[529])
+    assert history.index.page(Filters(q="lighthouse"), 50, 2380) == (lit[2380:], 2400, None)
+
+
 # Records of any writer, and their index rows --------------------------------------------
 def test_a_guide_shaped_record_is_read_with_every_field_the_history_needs():
     from generation_studio.history import records

@@ -9,6 +9,7 @@ service treats the index as broken and rebuilds it from the records.
 """
 
 import contextlib
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -142,10 +143,17 @@ UPSERT = (f"INSERT INTO operations ({', '.join(COLUMNS)}) VALUES ({', '.join('?'
           f"ON CONFLICT (id) DO UPDATE SET "
           + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:]))
 # A search whose page has more rows to choose from than this walks the date
-# index instead of sorting them all; one with more matches than JOIN_MATCHES_UP_TO
-# is counted by testing rows against the matches (see _select).
+# index instead of sorting them all (see _walk_search); one with more matches
+# than JOIN_MATCHES_UP_TO is counted by testing rows against the matches (see _select).
 SORT_MATCHES_UP_TO = 500
 JOIN_MATCHES_UP_TO = 5000
+# A search matching more than one row in DENSE_FROM reads its matches newest
+# first as it walks (see _walk_search); a sparser one tests the rows it walks
+# against all its matches. The walk reads rows a chunk at a time, the chunks
+# growing from the first to the last size, and matches MATCHES_AT_ONCE at a time.
+DENSE_FROM = 20
+WALK_CHUNKS = (256, 8192)
+MATCHES_AT_ONCE = 1000
 
 
 def row_of(record: dict) -> tuple:
@@ -360,14 +368,63 @@ class OperationIndex:
             return [], total, None
         # Few rows to show: sort them. Many: walk the dates, the first page comes quickly.
         walk = matches is not None and total > SORT_MATCHES_UP_TO
-        source, where, params = self._select(filters, "walk" if walk else "join")
-        if before:
-            where = _also(where, "(created_at, id) < (?, ?)")
-            params = params + [self.created_at(before), before]
-        rows = self.execute(f"SELECT id{source}{where} ORDER BY created_at DESC, id DESC "
-                            f"LIMIT ? OFFSET ?", params + [limit + 1, offset]).fetchall()
-        ids = [r[0] for r in rows[:limit]]
-        return ids, total, ids[-1] if len(rows) > limit else None
+        if walk and matches * DENSE_FROM > self._rows():
+            found = self._walk_search(filters, offset + limit + 1, before)[offset:]
+        else:
+            source, where, params = self._select(filters, "walk" if walk else "join")
+            where, params = self._before(where, params, before)
+            found = [r[0] for r in self.execute(
+                f"SELECT id{source}{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                params + [limit + 1, offset])]
+        ids = found[:limit]
+        return ids, total, ids[-1] if len(found) > limit else None
+
+    def _rows(self) -> int:
+        return self.execute("SELECT IFNULL(SUM(n), 0) FROM summary").fetchone()[0]
+
+    def _before(self, where: str, params: list, before: str | None) -> tuple[str, list]:
+        """``where`` selecting only rows after the cursor ``before`` (an id)."""
+        if not before:
+            return where, params
+        return _also(where, "(created_at, id) < (?, ?)"), params + [self.created_at(before), before]
+
+    def _walk_search(self, filters: Filters, want: int, before: str | None) -> list[str]:
+        """The first ``want`` ids of a search with many, dense matches, newest first.
+
+        The rows that pass the other filters are read from the dates' index a
+        chunk at a time, and tested against the full-text matches read newest
+        seq first (``_Matches``): a seq is the order a row was written in, close
+        to the order of creation (records are added as they are made, and a
+        rebuild adds them day by day), so the matches read are about those of
+        the rows walked. The cost follows the page, not the number of matches.
+        One read transaction: chunks and matches of one snapshot.
+        """
+        source, where, params = self._select(dataclasses.replace(filters, q=""))
+        found, size = [], WALK_CHUNKS[0]
+        with self._snapshot() as conn:
+            matches = _Matches(conn, fts_query(filters.q))
+            while len(found) < want:
+                chunk_where, chunk_params = self._before(where, params, before)
+                rows = conn.execute(f"SELECT seq, id{source}{chunk_where} ORDER BY created_at "
+                                    f"DESC, id DESC LIMIT ?", chunk_params + [size]).fetchall()
+                found += [op_id for seq, op_id in rows if matches.has(seq)]
+                if len(rows) < size:
+                    break
+                before, size = rows[-1][1], min(2 * size, WALK_CHUNKS[1])
+        return found[:want]
+
+    @contextlib.contextmanager
+    def _snapshot(self):
+        """This thread's connection inside one read transaction (WAL: a snapshot)."""
+        conn = self.connect()
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
 
     def export_rows(self, filters: Filters):
         """A cursor over the rows (``COLUMNS``) selected, newest first."""
@@ -486,7 +543,7 @@ class OperationIndex:
         matches (CROSS JOIN keeps that order), best when they are few;
         ``member`` tests rows against the matches and lets SQLite choose the
         index (a count with other filters); ``walk`` walks the date index
-        testing each row: the way to a first page when matches are many.
+        testing each row: a first page when matches are many but sparse.
         """
         source, clauses, params = " FROM operations", [], []
         if filters.q:
@@ -606,6 +663,26 @@ def fts_query(text: str) -> str:
     """Every word must appear (the last as a prefix); FTS syntax is neutralised."""
     words = [w.replace('"', '""') for w in text.split()]
     return " ".join(f'"{w}"' for w in words[:-1]) + (f' "{words[-1]}"*' if words else "")
+
+
+class _Matches:
+    """The full-text matches of a search, read newest seq first only as far as asked."""
+
+    def __init__(self, conn, match: str):
+        self._cursor = conn.execute("SELECT rowid FROM prompts WHERE prompts MATCH ? "
+                                    "ORDER BY rowid DESC", (match,))
+        self._seqs = set()
+        self._floor = float("inf")  # every match at or above it has been read
+
+    def has(self, seq: int) -> bool:
+        while seq < self._floor:
+            batch = self._cursor.fetchmany(MATCHES_AT_ONCE)
+            if not batch:
+                self._floor = float("-inf")
+                break
+            self._seqs.update(r for r, in batch)
+            self._floor = batch[-1][0]
+        return seq in self._seqs
 
 
 def _also(where: str, condition: str) -> str:

@@ -145,10 +145,6 @@ class IndexKeeper:
             elif kind == "skipped":
                 skipped[name] = what
 
-    def count_on_disk(self) -> int:
-        """How many records there are (one streamed pass over the folder)."""
-        return sum(1 for _ in self.on_disk({}))
-
     def _log_skipped(self) -> None:
         if self.skipped:
             shown = "; ".join(f"{n}: {why}" for n, why in sorted(self.skipped.items())[:5])
