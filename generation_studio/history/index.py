@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import liveness
 from .filters import Filters, iso
 
-SCHEMA_VERSION = 6  # an index file of another version is rebuilt
+SCHEMA_VERSION = 7  # an index file of another version is rebuilt
 BUSY_TIMEOUT_SECONDS = 5  # a writer holding the lock longer is a fault, not a wait
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -117,23 +117,28 @@ SUMMARY_FILL = (
     f" SUM(IFNULL(o.output_bytes, 0)) FROM operations o GROUP BY 1, 2, 3, 4, 5;\n"
     f"INSERT INTO durations SELECT {_DURATION_KEY.format(r='o', bucket=_BUCKET.format(r='o'))},"
     f" COUNT(*) FROM operations o GROUP BY 1, 2, 3, 4, 5;\n")
-# Prompts searchable with FTS5, kept in step with the table by triggers.
+# Prompts searchable with FTS5, kept in step with the table by triggers. A
+# row's prompt is in the column ``live``, or ``trashed`` while it is in the
+# trash, so that a search hiding the trash is counted by the full-text index
+# alone. Contentless (the table holds the prompts), rowid = seq; prefixes of
+# one to three letters are indexed: the last word searched is a prefix.
 FTS_TABLE = """
 CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
-    prompt, content='operations', content_rowid='seq');
+    live, trashed, content='', columnsize=0, prefix='1 2 3');
 """
-FTS_TRIGGERS = """
-CREATE TRIGGER IF NOT EXISTS prompts_insert AFTER INSERT ON operations BEGIN
-    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
-END;
-CREATE TRIGGER IF NOT EXISTS prompts_delete AFTER DELETE ON operations BEGIN
-    INSERT INTO prompts (prompts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
-END;
-CREATE TRIGGER IF NOT EXISTS prompts_update AFTER UPDATE ON operations BEGIN
-    INSERT INTO prompts (prompts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
-    INSERT INTO prompts (rowid, prompt) VALUES (new.seq, new.prompt);
-END;
-"""
+_FTS_ROW = ("{r}.seq, CASE WHEN {r}.trashed_at IS NULL THEN {r}.prompt END, "
+            "CASE WHEN {r}.trashed_at IS NOT NULL THEN {r}.prompt END")
+_FTS_ADD = "INSERT INTO prompts (rowid, live, trashed) VALUES ({row});\n"
+_FTS_TAKE = "INSERT INTO prompts (prompts, rowid, live, trashed) VALUES ('delete', {row});\n"
+FTS_TRIGGERS = (
+    f"CREATE TRIGGER IF NOT EXISTS prompts_insert AFTER INSERT ON operations BEGIN\n"
+    f"{_FTS_ADD.format(row=_FTS_ROW.format(r='new'))}END;\n"
+    f"CREATE TRIGGER IF NOT EXISTS prompts_delete AFTER DELETE ON operations BEGIN\n"
+    f"{_FTS_TAKE.format(row=_FTS_ROW.format(r='old'))}END;\n"
+    f"CREATE TRIGGER IF NOT EXISTS prompts_update AFTER UPDATE ON operations BEGIN\n"
+    f"{_FTS_TAKE.format(row=_FTS_ROW.format(r='old'))}"
+    f"{_FTS_ADD.format(row=_FTS_ROW.format(r='new'))}END;\n")
+FTS_FILL = f"INSERT INTO prompts (rowid, live, trashed) SELECT {_FTS_ROW.format(r='o')} FROM operations o"
 TRIGGER_NAMES = ("prompts_insert", "prompts_delete", "prompts_update", "summary_insert",
                  "summary_delete", "summary_update")
 COLUMNS = ("id", "type", "status", "created_at", "completed_at", "duration_ms", "provider",
@@ -151,7 +156,7 @@ JOIN_MATCHES_UP_TO = 5000
 # first as it walks (see _walk_search); a sparser one tests the rows it walks
 # against all its matches. The walk reads rows a chunk at a time, the chunks
 # growing from the first to the last size, and matches MATCHES_AT_ONCE at a time.
-DENSE_FROM = 20
+DENSE_FROM = 100
 WALK_CHUNKS = (256, 8192)
 MATCHES_AT_ONCE = 1000
 
@@ -284,7 +289,7 @@ class OperationIndex:
                 self.execute(statement)
             with self._transaction() as conn:
                 if self.has_fts:
-                    conn.execute("INSERT INTO prompts (prompts) VALUES ('rebuild')")
+                    conn.execute(FTS_FILL)
                 for statement in _statements(SUMMARY_FILL):
                     conn.execute(statement)
                 self._make_triggers(conn)
@@ -399,10 +404,11 @@ class OperationIndex:
         the rows walked. The cost follows the page, not the number of matches.
         One read transaction: chunks and matches of one snapshot.
         """
-        source, where, params = self._select(dataclasses.replace(filters, q=""))
+        # The trash is the matches' to say: the rows walked are then read from the index alone.
+        source, where, params = self._select(dataclasses.replace(filters, q="", trash="include"))
         found, size = [], WALK_CHUNKS[0]
         with self._snapshot() as conn:
-            matches = _Matches(conn, fts_query(filters.q))
+            matches = _Matches(conn, fts_query(filters.q, filters.trash))
             while len(found) < want:
                 chunk_where, chunk_params = self._before(where, params, before)
                 rows = conn.execute(f"SELECT seq, id{source}{chunk_where} ORDER BY created_at "
@@ -434,8 +440,8 @@ class OperationIndex:
 
     def _quick_count(self, filters: Filters) -> tuple[int | None, int | None]:
         """``(prompts matching the search or None, the count or None)``: the
-        count comes from the summary, or from the search itself (less its
-        trashed matches, in the same pass), when they can give it."""
+        count comes from the summary, or from the full-text index (which knows
+        the trash) when the search has no other filter."""
         summary = _summary_where(filters)
         if summary is not None:
             return None, self.execute(f"SELECT IFNULL(SUM(n), 0) FROM summary{summary[0]}",
@@ -443,14 +449,11 @@ class OperationIndex:
         if not filters.q:
             return None, None
         self.connect()
-        if self.has_fts and filters == Filters(q=filters.q, trash="exclude"):
-            matches, trashed = self.execute(
-                "SELECT COUNT(*), IFNULL(SUM(rowid IN (SELECT seq FROM operations WHERE "
-                "trashed_at IS NOT NULL)), 0) FROM prompts WHERE prompts MATCH ?",
-                (fts_query(filters.q),)).fetchone()
-            return matches, matches - trashed
-        matches = self._prompt_matches(filters)
-        return matches, matches if filters == Filters(q=filters.q) else None
+        if not self.has_fts:
+            return None, None
+        matches = self.execute("SELECT COUNT(*) FROM prompts WHERE prompts MATCH ?",
+                               (fts_query(filters.q, filters.trash),)).fetchone()[0]
+        return matches, matches if filters == Filters(q=filters.q, trash=filters.trash) else None
 
     def stats(self, filters: Filters, days: int = 30) -> dict:
         """Counts, success rate, durations, operations per day and storage."""
@@ -526,16 +529,6 @@ class OperationIndex:
             rows.append((op_type, *values))
         return rows
 
-    def _prompt_matches(self, filters: Filters) -> int | None:
-        """How many prompts match the search (FTS5 counts them fast), or None."""
-        if not filters.q:
-            return None
-        self.connect()
-        if not self.has_fts:
-            return None
-        return self.execute("SELECT COUNT(*) FROM prompts WHERE prompts MATCH ?",
-                            (fts_query(filters.q),)).fetchone()[0]
-
     def _select(self, filters: Filters, search: str = "join") -> tuple[str, str, list]:
         """``(" FROM ...", " WHERE ..." or "", params)`` selecting the matching rows.
 
@@ -552,11 +545,11 @@ class OperationIndex:
                 # "+seq": not through the rowid, so that a walk follows the dates' index
                 clauses.append(("+seq" if search == "walk" else "seq")
                                + " IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
-                params.append(fts_query(filters.q))
+                params.append(fts_query(filters.q, filters.trash))
             elif self.has_fts:
                 source = (" FROM (SELECT rowid AS seq FROM prompts WHERE prompts MATCH ?)"
                           " AS matched CROSS JOIN operations USING (seq)")
-                params.append(fts_query(filters.q))
+                params.append(fts_query(filters.q, filters.trash))
             else:
                 clauses.append("prompt LIKE ? ESCAPE '\\'")
                 params.append("%" + filters.q.replace("\\", "\\\\").replace("%", "\\%")
@@ -569,9 +562,10 @@ class OperationIndex:
             if value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        if filters.trash == "exclude":
+        searched = filters.q and self.has_fts  # then the full-text query says which trash
+        if filters.trash == "exclude" and not searched:
             clauses.append("trashed_at IS NULL")
-        elif filters.trash == "only":
+        elif filters.trash == "only" and not searched:
             clauses.append("trashed_at IS NOT NULL")
         if filters.starred:
             clauses.append("starred = 1")
@@ -659,10 +653,13 @@ def cutoff(older_than: timedelta) -> str:
     return iso(datetime.now(timezone.utc) - older_than)
 
 
-def fts_query(text: str) -> str:
-    """Every word must appear (the last as a prefix); FTS syntax is neutralised."""
+def fts_query(text: str, trash: str) -> str:
+    """Every word must appear (the last as a prefix), in the prompts in or out
+    of the trash as ``trash`` says; FTS syntax is neutralised."""
     words = [w.replace('"', '""') for w in text.split()]
-    return " ".join(f'"{w}"' for w in words[:-1]) + (f' "{words[-1]}"*' if words else "")
+    query = " ".join(f'"{w}"' for w in words[:-1]) + (f' "{words[-1]}"*' if words else "")
+    column = {"exclude": "live", "only": "trashed"}.get(trash)
+    return f"{column} : ({query})" if column else f"({query})"
 
 
 class _Matches:
