@@ -244,6 +244,8 @@ def main():
             "prompt search (q=dragon watercolor)": "/api/history?q=dragon+watercolor",
             "prompt search (q=cat, common)": "/api/history?q=cat",
             "prompt search + type filter": "/api/history?q=cat&type=text_to_image",
+            "gallery search (q=cat, toplevel=1)": "/api/history?q=cat&toplevel=1",
+            "search + status (q=cat&status=failed)": "/api/history?q=cat&status=failed",
             "deep page (offset 90%)": f"/api/history?offset={args.operations // 10 * 9}",
             "deep page (cursor 90%)": f"/api/history?before={deep_id}",
             "stats (30 days)": "/api/history/stats",

@@ -18,9 +18,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .. import liveness
+from ..catalog import OPERATION_TYPES
 from .filters import Filters, iso
 
-SCHEMA_VERSION = 7  # an index file of another version is rebuilt
+SCHEMA_VERSION = 8  # an index file of another version is rebuilt
 BUSY_TIMEOUT_SECONDS = 5  # a writer holding the lock longer is a fault, not a wait
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -118,27 +119,52 @@ SUMMARY_FILL = (
     f"INSERT INTO durations SELECT {_DURATION_KEY.format(r='o', bucket=_BUCKET.format(r='o'))},"
     f" COUNT(*) FROM operations o GROUP BY 1, 2, 3, 4, 5;\n")
 # Prompts searchable with FTS5, kept in step with the table by triggers. A
-# row's prompt is in the column ``live``, or ``trashed`` while it is in the
-# trash, so that a search hiding the trash is counted by the full-text index
-# alone. Contentless (the table holds the prompts), rowid = seq; prefixes of
-# one to three letters are indexed: the last word searched is a prefix.
-FTS_TABLE = """
+# row's prompt is in one column of many, named for where the row is: in the
+# trash or not, a workflow's step or not, and its type (types this version
+# does not know share the last). A search with those filters is then counted
+# by the full-text index alone, its columns saying which rows. Contentless
+# (the table holds the prompts), rowid = seq; prefixes of one to three letters
+# are indexed: the last word searched is a prefix.
+FTS_TYPES = OPERATION_TYPES
+_PLACES = len(FTS_TYPES) + 1  # per trash and step: one column per type, one for the others
+FTS_COLUMNS = tuple(f"c{n}" for n in range(4 * _PLACES))
+
+
+def fts_column(trashed: bool, step: bool, type_number: int) -> str:
+    return FTS_COLUMNS[(2 * trashed + step) * _PLACES + type_number]
+
+
+FTS_TABLE = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
-    live, trashed, content='', columnsize=0, prefix='1 2 3');
+    {', '.join(FTS_COLUMNS)}, content='', columnsize=0, prefix='1 2 3');
 """
-_FTS_ROW = ("{r}.seq, CASE WHEN {r}.trashed_at IS NULL THEN {r}.prompt END, "
-            "CASE WHEN {r}.trashed_at IS NOT NULL THEN {r}.prompt END")
-_FTS_ADD = "INSERT INTO prompts (rowid, live, trashed) VALUES ({row});\n"
-_FTS_TAKE = "INSERT INTO prompts (prompts, rowid, live, trashed) VALUES ('delete', {row});\n"
+# The column of row {r}: its number, then the prompt in that column alone.
+_FTS_PLACE = ("(({r}.trashed_at IS NOT NULL) * 2 + ({r}.parent_id IS NOT NULL)) * "
+              f"{_PLACES} + CASE {{r}}.type "
+              + " ".join(f"WHEN '{t}' THEN {n}" for n, t in enumerate(FTS_TYPES))
+              + f" ELSE {len(FTS_TYPES)} END")
+_FTS_VALUES = ("SELECT seq, " + ", ".join(f"CASE place WHEN {n} THEN prompt END"
+                                           for n in range(len(FTS_COLUMNS)))
+               + " FROM (SELECT {r}.seq AS seq, {r}.prompt AS prompt, " + _FTS_PLACE
+               + " AS place {source})")
+_FTS_ADD = f"INSERT INTO prompts (rowid, {', '.join(FTS_COLUMNS)}) {{values}};\n"
+_FTS_TAKE = (f"INSERT INTO prompts (prompts, rowid, {', '.join(FTS_COLUMNS)}) "
+             "SELECT 'delete', * FROM ({values});\n")
+
+
+def _fts_values(r: str, source: str = "") -> str:
+    return _FTS_VALUES.format(r=r, source=source)
+
+
 FTS_TRIGGERS = (
     f"CREATE TRIGGER IF NOT EXISTS prompts_insert AFTER INSERT ON operations BEGIN\n"
-    f"{_FTS_ADD.format(row=_FTS_ROW.format(r='new'))}END;\n"
+    f"{_FTS_ADD.format(values=_fts_values('new'))}END;\n"
     f"CREATE TRIGGER IF NOT EXISTS prompts_delete AFTER DELETE ON operations BEGIN\n"
-    f"{_FTS_TAKE.format(row=_FTS_ROW.format(r='old'))}END;\n"
+    f"{_FTS_TAKE.format(values=_fts_values('old'))}END;\n"
     f"CREATE TRIGGER IF NOT EXISTS prompts_update AFTER UPDATE ON operations BEGIN\n"
-    f"{_FTS_TAKE.format(row=_FTS_ROW.format(r='old'))}"
-    f"{_FTS_ADD.format(row=_FTS_ROW.format(r='new'))}END;\n")
-FTS_FILL = f"INSERT INTO prompts (rowid, live, trashed) SELECT {_FTS_ROW.format(r='o')} FROM operations o"
+    f"{_FTS_TAKE.format(values=_fts_values('old'))}"
+    f"{_FTS_ADD.format(values=_fts_values('new'))}END;\n")
+FTS_FILL = _FTS_ADD.format(values=_fts_values("o", "FROM operations o")).strip().rstrip(";")
 TRIGGER_NAMES = ("prompts_insert", "prompts_delete", "prompts_update", "summary_insert",
                  "summary_delete", "summary_update")
 COLUMNS = ("id", "type", "status", "created_at", "completed_at", "duration_ms", "provider",
@@ -404,11 +430,13 @@ class OperationIndex:
         the rows walked. The cost follows the page, not the number of matches.
         One read transaction: chunks and matches of one snapshot.
         """
-        # The trash is the matches' to say: the rows walked are then read from the index alone.
-        source, where, params = self._select(dataclasses.replace(filters, q="", trash="include"))
+        # The trash and the steps are the matches' to say: the rows walked are
+        # then read from the index alone.
+        source, where, params = self._select(dataclasses.replace(filters, q="", trash="include",
+                                                                 toplevel=False))
         found, size = [], WALK_CHUNKS[0]
         with self._snapshot() as conn:
-            matches = _Matches(conn, fts_query(filters.q, filters.trash))
+            matches = _Matches(conn, fts_query(filters))
             while len(found) < want:
                 chunk_where, chunk_params = self._before(where, params, before)
                 rows = conn.execute(f"SELECT seq, id{source}{chunk_where} ORDER BY created_at "
@@ -440,8 +468,9 @@ class OperationIndex:
 
     def _quick_count(self, filters: Filters) -> tuple[int | None, int | None]:
         """``(prompts matching the search or None, the count or None)``: the
-        count comes from the summary, or from the full-text index (which knows
-        the trash) when the search has no other filter."""
+        count comes from the summary, or from the full-text index (whose columns
+        know the trash, the steps and the types) when the search has no other
+        filter."""
         summary = _summary_where(filters)
         if summary is not None:
             return None, self.execute(f"SELECT IFNULL(SUM(n), 0) FROM summary{summary[0]}",
@@ -452,8 +481,8 @@ class OperationIndex:
         if not self.has_fts:
             return None, None
         matches = self.execute("SELECT COUNT(*) FROM prompts WHERE prompts MATCH ?",
-                               (fts_query(filters.q, filters.trash),)).fetchone()[0]
-        return matches, matches if filters == Filters(q=filters.q, trash=filters.trash) else None
+                               (fts_query(filters),)).fetchone()[0]
+        return matches, matches if fts_counts(filters) else None
 
     def stats(self, filters: Filters, days: int = 30) -> dict:
         """Counts, success rate, durations, operations per day and storage."""
@@ -545,11 +574,11 @@ class OperationIndex:
                 # "+seq": not through the rowid, so that a walk follows the dates' index
                 clauses.append(("+seq" if search == "walk" else "seq")
                                + " IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
-                params.append(fts_query(filters.q, filters.trash))
+                params.append(fts_query(filters))
             elif self.has_fts:
                 source = (" FROM (SELECT rowid AS seq FROM prompts WHERE prompts MATCH ?)"
                           " AS matched CROSS JOIN operations USING (seq)")
-                params.append(fts_query(filters.q, filters.trash))
+                params.append(fts_query(filters))
             else:
                 clauses.append("prompt LIKE ? ESCAPE '\\'")
                 params.append("%" + filters.q.replace("\\", "\\\\").replace("%", "\\%")
@@ -562,14 +591,15 @@ class OperationIndex:
             if value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        searched = filters.q and self.has_fts  # then the full-text query says which trash
+        # A full-text search's columns say which trash and whether steps.
+        searched = filters.q and self.has_fts
         if filters.trash == "exclude" and not searched:
             clauses.append("trashed_at IS NULL")
         elif filters.trash == "only" and not searched:
             clauses.append("trashed_at IS NOT NULL")
         if filters.starred:
             clauses.append("starred = 1")
-        if filters.toplevel:  # "+": not through by_parent, nearly every row is top-level
+        if filters.toplevel and not searched:  # "+": not through by_parent (most are top-level)
             clauses.append("+parent_id IS NULL")
         if filters.ids:
             clauses.append(f"id IN ({', '.join('?' * len(filters.ids))})")
@@ -653,13 +683,36 @@ def cutoff(older_than: timedelta) -> str:
     return iso(datetime.now(timezone.utc) - older_than)
 
 
-def fts_query(text: str, trash: str) -> str:
-    """Every word must appear (the last as a prefix), in the prompts in or out
-    of the trash as ``trash`` says; FTS syntax is neutralised."""
-    words = [w.replace('"', '""') for w in text.split()]
+def fts_query(filters: Filters) -> str:
+    """Every word of ``filters.q`` must appear (the last as a prefix), in the
+    columns of the rows the filters' trash, steps and types select; FTS
+    syntax is neutralised."""
+    words = [w.replace('"', '""') for w in filters.q.split()]
     query = " ".join(f'"{w}"' for w in words[:-1]) + (f' "{words[-1]}"*' if words else "")
-    column = {"exclude": "live", "only": "trashed"}.get(trash)
-    return f"{column} : ({query})" if column else f"({query})"
+    columns = _fts_columns(filters)
+    return f"{{{' '.join(columns)}}} : ({query})" if columns else f"({query})"
+
+
+def _fts_columns(filters: Filters) -> list[str] | None:
+    """The full-text columns of the rows ``filters`` select by trash, step and
+    type; None when that is every column."""
+    trashed = {"exclude": (False,), "only": (True,)}.get(filters.trash, (False, True))
+    steps = (False,) if filters.toplevel else (False, True)
+    numbers = sorted({_type_number(t) for t in filters.types}) or range(_PLACES)
+    if len(trashed) * len(steps) * len(numbers) == len(FTS_COLUMNS):
+        return None
+    return [fts_column(t, s, n) for t in trashed for s in steps for n in numbers]
+
+
+def _type_number(op_type: str) -> int:
+    return FTS_TYPES.index(op_type) if op_type in FTS_TYPES else len(FTS_TYPES)
+
+
+def fts_counts(filters: Filters) -> bool:
+    """Whether the full-text index alone counts a search with ``filters``."""
+    return (filters == Filters(q=filters.q, trash=filters.trash, types=filters.types,
+                               toplevel=filters.toplevel)
+            and all(t in FTS_TYPES for t in filters.types))
 
 
 class _Matches:
