@@ -107,6 +107,48 @@ def test_files_that_are_not_records_are_counted_and_named(storage_dir, tmp_path)
     assert "skipped: 4 — 20251103_broken.json" in client.get("/admin").get_data(as_text=True)
 
 
+def test_reindex_of_an_index_of_another_version_rebuilds_it_once_in_its_place(
+        storage_dir, caplog, monkeypatch):
+    """The CLI's start-up check finds the old index and rebuilds it in the
+    background: ``reindex`` takes that rebuild up, never runs a second one
+    over it (two at once fought over the file and left the index in /tmp)."""
+    import sqlite3
+
+    from generation_studio.history import rebuild
+    from generation_studio.history.index import SCHEMA_VERSION
+    reads, read = rebuild.rows_of, []
+
+    def slow_reads(*args):  # as on a large folder: the background rebuild is still running
+        for found in reads(*args):
+            time.sleep(0.001)
+            read.append(found[0])
+            yield found
+
+    monkeypatch.setattr(rebuild, "rows_of", slow_reads)
+    for n in range(3000):
+        op_id = f"20251103_{n:06x}"
+        guide_record(storage_dir, op_id, "a lighthouse")
+    path = storage_dir / ".index" / "history.sqlite3"
+    path.parent.mkdir()
+    old = sqlite3.connect(path)
+    old.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    old.close()
+    app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir)})  # as the CLI starts
+    result = app.test_cli_runner().invoke(args=["history", "reindex"])
+    keeper = app.extensions["history"].keeper
+    assert wait_for(lambda: keeper._thread is None or not keeper._thread.is_alive())
+    assert len(read) == 3000  # each record read once: one rebuild
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "Indexed 3000 operation(s); skipped: 0"
+    assert app.extensions["history"].index.path == path
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert check.execute("SELECT COUNT(*) FROM operations").fetchone()[0] == 3000
+    assert "Cannot make the history index" not in caplog.text
+    assert "making a new one" not in caplog.text
+    assert caplog.text.count("History index rebuilt: 3000 operation(s)") == 1
+
+
 def test_a_record_from_a_newer_studio_is_read_with_its_extra_fields(storage_dir):
     storage_dir.mkdir(parents=True)
     record = {"operationId": "20261120_zzzzzzzzzzzz", "schemaVersion": 7,

@@ -51,7 +51,9 @@ class IndexKeeper:
         self.ready.set()
         self._lock = threading.Lock()
         self._pending = []  # ("add", records) / ("remove", ids) while rebuilding
-        self._thread = None
+        self._thread = None  # the background rebuild
+        self._rebuilding = threading.Lock()  # one rebuild at a time
+        self._rebuilt = None  # what the last background rebuild made
 
     # What the service calls -------------------------------------------------------
     def query(self, use, fallback):
@@ -243,16 +245,36 @@ class IndexKeeper:
         return (found for part in pool.imap(_read_in_worker, jobs) for found in part)
 
     def rebuild_now(self, progress=None) -> dict:
-        """``flask history reindex``: rebuild in place (repairing a broken file)."""
-        try:
-            return self.catch_up(self.index, rebuild=True, progress=progress)
-        except INDEX_ERRORS as e:
-            self.service.log.warning("The history index %s is broken (%s): making a new one",
-                                     self.index.path, e)
-            index = self._fresh_index()
-            summary = self.catch_up(index, progress=progress)
-            self._swap_in(index)
-            return summary
+        """``flask history reindex``: rebuild in place (repairing a broken file).
+
+        A rebuild already running in the background (the start-up check found
+        the index broken) is this one: it is followed to its end, not run a
+        second time over the same file."""
+        running = self._thread
+        if running is not None and running.is_alive():
+            self._follow(running, progress)
+            if self.problem is None and self._rebuilt is not None:
+                return self._rebuilt
+        with self._rebuilding:
+            try:
+                return self.catch_up(self.index, rebuild=True, progress=progress)
+            except INDEX_ERRORS as e:
+                self.service.log.warning("The history index %s is broken (%s): making a new "
+                                         "one", self.index.path, e)
+                index = self._fresh_index()
+                summary = self.catch_up(index, progress=progress)
+                self._swap_in(index)
+                return summary
+
+    def _follow(self, thread: threading.Thread, progress) -> None:
+        """Wait for ``thread``'s rebuild, passing its progress on to ``progress``."""
+        told = 0
+        while thread.is_alive():
+            thread.join(0.2)
+            done = self.progress[0]
+            if progress and done > told:
+                progress(done - told)
+                told = done
 
     def broken(self, error: Exception) -> None:
         """The index failed: answer from the folder and rebuild in the background."""
@@ -269,9 +291,13 @@ class IndexKeeper:
     def _rebuild(self) -> None:
         for attempt in range(len(RETRY_SECONDS) + 1):
             try:
-                index = self._fresh_index()
-                summary = self.catch_up(index)
-                self._swap_in(index)
+                with self._rebuilding:
+                    if self.problem is None:  # ``reindex`` repaired it meanwhile
+                        return
+                    index = self._fresh_index()
+                    summary = self.catch_up(index)
+                    self._swap_in(index)
+                    self._rebuilt = summary
                 self.service.log.info("History index rebuilt: %d operation(s) (%s)",
                                       summary["added"], index.path)
                 self._log_skipped()
