@@ -11,6 +11,7 @@ service treats the index as broken and rebuilds it from the records.
 import contextlib
 import dataclasses
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -21,7 +22,7 @@ from .. import liveness
 from ..catalog import OPERATION_TYPES
 from .filters import Filters, iso
 
-SCHEMA_VERSION = 8  # an index file of another version is rebuilt
+SCHEMA_VERSION = 9  # an index file of another version is rebuilt
 BUSY_TIMEOUT_SECONDS = 5  # a writer holding the lock longer is a fault, not a wait
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -123,8 +124,9 @@ SUMMARY_FILL = (
 # trash or not, a workflow's step or not, and its type (types this version
 # does not know share the last). A search with those filters is then counted
 # by the full-text index alone, its columns saying which rows. Contentless
-# (the table holds the prompts), rowid = seq; prefixes of one to three letters
-# are indexed: the last word searched is a prefix.
+# (the table holds the prompts), rowid = seq; it keeps which columns hold a
+# word, not where (searches are words, never phrases: a third less to read);
+# prefixes of one to three letters are indexed: the last word is a prefix.
 FTS_TYPES = OPERATION_TYPES
 _PLACES = len(FTS_TYPES) + 1  # per trash and step: one column per type, one for the others
 FTS_COLUMNS = tuple(f"c{n}" for n in range(4 * _PLACES))
@@ -136,7 +138,7 @@ def fts_column(trashed: bool, step: bool, type_number: int) -> str:
 
 FTS_TABLE = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
-    {', '.join(FTS_COLUMNS)}, content='', columnsize=0, prefix='1 2 3');
+    {', '.join(FTS_COLUMNS)}, content='', columnsize=0, detail=column, prefix='1 2 3');
 """
 # The column of row {r}: its number, then the prompt in that column alone.
 _FTS_PLACE = ("(({r}.trashed_at IS NOT NULL) * 2 + ({r}.parent_id IS NOT NULL)) * "
@@ -685,12 +687,50 @@ def cutoff(older_than: timedelta) -> str:
 
 def fts_query(filters: Filters) -> str:
     """Every word of ``filters.q`` must appear (the last as a prefix), in the
-    columns of the rows the filters' trash, steps and types select; FTS
-    syntax is neutralised."""
-    words = [w.replace('"', '""') for w in filters.q.split()]
-    query = " ".join(f'"{w}"' for w in words[:-1]) + (f' "{words[-1]}"*' if words else "")
+    columns of the rows the filters' trash, steps and types select; only
+    words reach FTS5, one token each, so its syntax never does."""
+    words = _tokens(filters.q)
+    query = " ".join(f'"{w}"' for w in words[:-1]) + (f' "{words[-1]}"*' if words else '""')
     columns = _fts_columns(filters)
     return f"{{{' '.join(columns)}}} : ({query})" if columns else f"({query})"
+
+
+def _tokens(text: str) -> list[str]:
+    """The tokens FTS5 makes of ``text``'s words. A quoted word it would cut
+    in two is a phrase, which a table without positions (``detail=column``)
+    refuses: the words are cut where its tokenizer cuts them."""
+    found = []
+    for word in re.findall(r"\w+", text):
+        token = ""
+        for char in word:
+            if _separates(char):
+                found += [token] if token else []
+                token = ""
+            else:
+                token += char
+        found += [token] if token else []
+    return found
+
+
+_SEPARATES = {}  # non-ASCII word characters -> whether FTS5's tokenizer cuts words there
+
+
+def _separates(char: str) -> bool:
+    """Whether FTS5 cuts words at ``char``, a word character to Python: ``_``,
+    and a few letters newer than its Unicode tables (SQLite is asked, once each)."""
+    if char.isascii():
+        return char == "_"
+    if char not in _SEPARATES:
+        probe = sqlite3.connect(":memory:")
+        try:
+            probe.execute("CREATE VIRTUAL TABLE t USING fts5(x, detail=column)")
+            probe.execute("SELECT * FROM t WHERE t MATCH ?", (f'"a{char}b"',)).fetchall()
+            _SEPARATES[char] = False
+        except sqlite3.OperationalError:  # two tokens: a phrase, refused
+            _SEPARATES[char] = True
+        finally:
+            probe.close()
+    return _SEPARATES[char]
 
 
 def _fts_columns(filters: Filters) -> list[str] | None:
