@@ -399,10 +399,14 @@ class OperationIndex:
             total = self.execute(f"SELECT COUNT(*){source}{where}", params).fetchone()[0]
         if limit == 0:
             return [], total, None
-        # Few rows to show: sort them. Many: walk the dates, the first page comes quickly.
-        walk = matches is not None and total > SORT_MATCHES_UP_TO
+        # Few rows to show: sort them. Many: walk the dates, the first page comes quickly,
+        # unless the matches are so sparse that the walk would be the longer (about one
+        # row walked against one sorted).
+        want = offset + limit + 1
+        walk = (matches is not None and total > SORT_MATCHES_UP_TO
+                and matches * matches > self._rows() * want)
         if walk and matches * DENSE_FROM > self._rows():
-            found = self._walk_search(filters, offset + limit + 1, before)[offset:]
+            found = self._walk_search(filters, want, before)[offset:]
         else:
             source, where, params = self._select(filters, "walk" if walk else "join")
             where, params = self._before(where, params, before)
