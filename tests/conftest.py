@@ -2,12 +2,29 @@
 
 import io
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from generation_studio import create_app
+
+
+@pytest.fixture(autouse=True, scope="session")
+def system_temp(tmp_path_factory):
+    """The system's temp folder, for this run: what the studio puts there (an
+    index it cannot keep in its place) stays with the run's files, not in /tmp."""
+    folder = str(tmp_path_factory.mktemp("system-temp"))
+    before, tempfile.tempdir = (tempfile.tempdir, os.environ.get("TMPDIR")), folder
+    os.environ["TMPDIR"] = folder  # and in the servers the tests start
+    yield folder
+    tempfile.tempdir = before[0]
+    if before[1] is None:
+        os.environ.pop("TMPDIR")
+    else:
+        os.environ["TMPDIR"] = before[1]
 
 
 @pytest.fixture
