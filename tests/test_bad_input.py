@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -120,3 +121,6 @@ def test_an_upload_over_the_body_limit_is_413_and_leaves_nothing_half_written(ap
     assert set(before) <= set(after)  # nothing already stored was lost
     assert not [n for n in after if n.endswith(".tmp")]
     assert all(n.endswith(".json") for n in set(after) - set(before))  # only whole records
+    [refused] = [json.loads((storage_dir / n).read_text()) for n in set(after) - set(before)]
+    assert (refused["status"], refused["httpStatus"], refused["error"]) == \
+        ("failed", 413, response.get_json()["error"])  # what the client was told, as told

@@ -1,13 +1,15 @@
 """@records_operation: what lands on disk for successes, failures and save errors."""
 
+import base64
 import logging
 import shutil
+from datetime import datetime
 
 import pytest
 
 from generation_studio.errors import GenerationError
 
-from .conftest import open_image, stored_names
+from .conftest import open_image, png_bytes, stored_names
 
 PROMPT = {"prompt": "a lighthouse by the sea", "aspectRatio": "16:9", "seed": 42}
 
@@ -74,6 +76,40 @@ def test_an_unexpected_exception_is_recorded_with_its_text_but_not_shown(client,
     assert record["errorType"] == "ZeroDivisionError"
 
 
+def test_an_exception_without_text_is_recorded_with_what_the_client_was_told(client, app,
+                                                                           records, monkeypatch):
+    def bug(task):
+        raise RuntimeError()
+
+    monkeypatch.setattr(app.extensions["generation_provider"], "run", bug)
+    response = client.post("/api/generate/text-to-image", json=PROMPT)
+    assert response.status_code == 500
+    [record] = records()
+    assert record["error"] == response.get_json()["error"] == \
+        "Internal error (RuntimeError); see the server log"
+
+
+def test_a_refused_request_is_recorded_failed_with_its_provider_and_times(client, records,
+                                                                         caplog):
+    with caplog.at_level(logging.INFO, logger="generation_studio"):
+        response = client.post("/api/generate/text-to-image", json={"prompt": ""})
+    assert response.status_code == 400
+    [record] = records()
+    assert record["operationId"] == response.get_json()["operationId"]
+    assert (record["status"], record["error"], record["errorField"]) == \
+        ("failed", response.get_json()["error"], "prompt")
+    assert record["provider"] == {"name": "local", "model": None}
+    assert record["createdAt"].endswith("Z") and record["completedAt"].endswith("Z")
+    created, completed = (datetime.fromisoformat(record[k].replace("Z", "+00:00"))
+                          for k in ("createdAt", "completedAt"))
+    elapsed = (completed - created).total_seconds() * 1000  # to the millisecond
+    assert isinstance(record["durationMs"], float) and record["durationMs"] > 0
+    assert record["durationMs"] == round(record["durationMs"], 1)
+    assert abs(record["durationMs"] - elapsed) <= 1
+    assert f"Operation saved: {record['operationId']} (text_to_image, failed)" in \
+        [r.getMessage() for r in caplog.records]
+
+
 @pytest.mark.parametrize("key", ["apiKey", "api_key", "token", "REPLICATE_API_TOKEN",
                                  "password", "clientSecret", "key", "Authorization"])
 def test_secrets_never_reach_the_record(client, records, storage_dir, key):
@@ -102,12 +138,31 @@ def test_unwritable_storage_still_answers_200_and_logs(client, storage_dir, capl
     assert any("Could not save operation" in r.getMessage() for r in caplog.records)
 
 
-def test_unwritable_storage_keeps_the_error_answer_of_a_failed_request(client, storage_dir):
+def test_unwritable_storage_keeps_the_error_answer_of_a_failed_request(client, storage_dir,
+                                                                        caplog):
     shutil.rmtree(storage_dir)
     storage_dir.write_text("not a folder")
-    response = client.post("/api/generate/text-to-image", json={"prompt": ""})
+    with caplog.at_level(logging.ERROR):
+        response = client.post("/api/generate/text-to-image", json={"prompt": ""})
     assert response.status_code == 400
     assert "operationId" not in response.get_json()
+    [line] = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert line.startswith("Could not record the refused text_to_image request: ")
+    assert line.endswith(" (NotADirectoryError)") and str(storage_dir) in line
+
+
+def test_unwritable_storage_still_edits_an_image_and_answers_it_inline(client, storage_dir):
+    shutil.rmtree(storage_dir)
+    storage_dir.write_text("a file where the folder should be")
+    image = png_bytes((64, 48))
+    response = client.post("/api/edit/image", json={
+        "prompt": "make it blue",
+        "images": ["data:image/png;base64," + base64.b64encode(image).decode()]})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["saved"] is False and body["resultUrl"].startswith("data:image/")
+    result = open_image(base64.b64decode(body["resultUrl"].split(",", 1)[1]))
+    assert result.size[0] / result.size[1] == pytest.approx(64 / 48, rel=0.05)
 
 
 def test_recording_can_be_switched_off(client, app, storage_dir):

@@ -96,6 +96,19 @@ def test_a_create_that_fails_with_5xx_is_not_repeated(client, fake, records):
     assert records()[0]["status"] == "failed"
 
 
+def test_a_create_that_fails_keeps_the_model_and_the_warnings_in_the_record(client, fake,
+                                                                           records):
+    fake.create_answers = [(500, {"detail": "internal error"}, {})]
+    response = client.post("/api/video/text-to-video",
+                           json={"prompt": "waves", "duration": 2, "fps": 3})
+    assert response.status_code == 502
+    [record] = records()
+    assert record["status"] == "failed"
+    assert record["provider"]["model"] == "wan-video/wan-2.2-t2v-fast"
+    assert [w.split(" mapped")[0] for w in record["warnings"]] == [
+        "duration: num_frames 6", "fps: frames_per_second 3"]
+
+
 @pytest.mark.parametrize("final, status, words", [
     ("failed", 502, "Replicate prediction job0 failed: CUDA out of memory"),
     ("canceled", 502, "Replicate prediction job0 canceled"),
@@ -109,6 +122,9 @@ def test_failed_and_canceled_predictions(client, fake, records, final, status, w
     [record] = records()
     assert record["status"] == "failed" and words in record["error"]
     assert record["errorType"] == "ProviderError" and record["resultFile"] is None
+    # Which prediction it was stays in the record, to look it up at Replicate.
+    assert record["provider"]["name"] == "replicate"
+    assert record["provider"]["predictionId"] == "job0"
 
 
 @pytest.mark.parametrize("status, detail, answer, words", [
@@ -141,6 +157,8 @@ def test_429_every_time_gives_503_with_retry_after(client, app, fake, records):
     assert "rate-limiting" in response.get_json()["error"]
     assert len(fake.made("POST", "/predictions")) == 4
     assert records()[0]["httpStatus"] == 503
+    # The client is told when to come back, and the record keeps it.
+    assert response.headers["Retry-After"] == "7" and records()[0]["retryAfter"] == "7"
     with pytest.raises(ProviderError) as failure:  # what the web layer answers as Retry-After
         app.extensions["generation_provider"].run(Task("text_to_image", "a fox"))
     assert failure.value.status == 503 and failure.value.headers == {"Retry-After": "7"}
