@@ -250,10 +250,10 @@ class IndexKeeper:
         A rebuild already running in the background (the start-up check found
         the index broken) is this one: it is followed to its end, not run a
         second time over the same file."""
-        running = self._thread
+        running, earlier = self._thread, self._rebuilt
         if running is not None and running.is_alive():
             self._follow(running, progress)
-            if self.problem is None and self._rebuilt is not None:
+            if self.problem is None and self._rebuilt is not earlier:  # it made this one
                 return self._rebuilt
         with self._rebuilding:
             try:
