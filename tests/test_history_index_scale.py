@@ -241,7 +241,8 @@ def test_catching_up_never_lists_the_whole_folder_at_once(history, monkeypatch):
 
     monkeypatch.setattr(history.folder, "scan", scan)
     assert history.keeper.catch_up(history.index)["added"] == len(made) - 1
-    assert history.index.execute("SELECT name FROM sqlite_temp_master").fetchall() == []
+    assert history.index.execute("SELECT name FROM sqlite_temp_master WHERE name != 'terms'"
+                                 ).fetchall() == []  # terms: the full-text index's words
 
 
 def test_rows_written_while_the_index_rebuilds_are_not_lost(history):

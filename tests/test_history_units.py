@@ -2,6 +2,7 @@
 rows and orders they give. Written to kill the mutants `make mutation` found
 alive (see README, "Mutation testing")."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -892,20 +893,30 @@ def test_a_search_for_words_the_full_text_index_cuts_finds_them_and_keeps_the_in
     assert history.health()["index"] == "ok" and page.degraded is False
 
 
-def test_a_search_counts_and_pages_each_trash_step_and_type_while_rows_move(history):
+@pytest.mark.parametrize("prefix_words", [10, 1])  # a long last word spelled as its words or not
+def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_move(
+        history, monkeypatch, prefix_words):
     """A prompt is indexed in the full-text column of its row's place (trash,
-    step, type): trashing, restoring, rewording, retyping and deleting rows
-    keep every combination of those filters exact, page and count, types this
-    version does not know included."""
+    step, type), with its status, provider and star as facets: trashing,
+    restoring, rewording, retyping, finishing, starring and deleting rows keep
+    every combination of those filters exact, page and count, types this
+    version does not know included, and the last word a prefix."""
     import random
+    from generation_studio.history import index
+    monkeypatch.setattr(index, "PREFIX_WORDS_UP_TO", prefix_words)
     rng = random.Random(11)
     types = ["text_to_image", "generate_then_edit", "legacy_upscale", None]
+    statuses = ["succeeded", "failed", "running", "weird", None]
+    providers = ["local", "replicate", "other", None]
+    prompts = ["red lighthouse", "blue lighthouses", "red lightning barn", "Red Barn",
+               "a tall tower", "white zebra", None]
     rows = {}
     for n in range(1500):
         op_id = f"20261102_{n:06d}"
         rows[op_id] = {
             "operationId": op_id, "operationType": rng.choice(types),
-            "prompt": rng.choice(["red lighthouse", "blue lighthouse", "red barn", None]),
+            "prompt": rng.choice(prompts), "status": rng.choice(statuses),
+            "provider": {"name": rng.choice(providers)}, "starred": rng.random() < 0.2,
             "createdAt": f"2026-11-02T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000Z"}
         if rng.random() < 0.3:
             rows[op_id]["parentId"] = "20261101_parent"
@@ -914,23 +925,31 @@ def test_a_search_counts_and_pages_each_trash_step_and_type_while_rows_move(hist
     def check():
         newest = sorted(rows.values(), key=lambda r: (r["createdAt"], r["operationId"]),
                         reverse=True)
-        for trash in ("exclude", "only", "include"):
-            for q in ("red", "lighthouse", "red light", "gre"):
-                for kinds in ([], ["text_to_image"], ["text_to_image", "generate_then_edit"],
-                              ["legacy_upscale"]):
-                    for toplevel in (False, True):
-                        f = Filters(q=q, trash=trash, types=kinds, toplevel=toplevel)
-                        expected = [r["operationId"] for r in newest if f.matches(r)]
-                        page = history.index.page(f, 40, 10)
-                        assert (page[0], page[1]) == (expected[10:50], len(expected)), f
+        combinations = [Filters(q=q, trash=trash, types=kinds, toplevel=toplevel)
+                        for trash in ("exclude", "only", "include")
+                        for q in ("red", "lighthouse", "red light", "gre", "light", "BARN",
+                                  "towe")
+                        for kinds in ([], ["text_to_image"],
+                                      ["text_to_image", "generate_then_edit"], ["legacy_upscale"])
+                        for toplevel in (False, True)]
+        combinations += [dataclasses.replace(
+            rng.choice(combinations), status=rng.choice(["succeeded", "failed", "weird", None]),
+            provider=rng.choice(["local", "replicate", "other", None]),
+            starred=rng.random() < 0.5)
+            for _ in range(200)]
+        for f in combinations:
+            expected = [r["operationId"] for r in newest if f.matches(r)]
+            page = history.index.page(f, 40, 10)
+            assert (page[0], page[1]) == (expected[10:50], len(expected)), f
         integrity = history.index.execute("INSERT INTO prompts (prompts) VALUES "
                                           "('integrity-check')")
         assert integrity.fetchall() == []
 
-    for _ in range(3):  # trash, restore, reword, retype and delete some
+    for _ in range(3):  # trash, restore, reword, retype, finish, star and delete some
         for op_id in rng.sample(sorted(rows), 300):
             row = rows[op_id]
-            change = rng.choice(["trash", "restore", "reword", "retype", "delete"])
+            change = rng.choice(["trash", "restore", "reword", "retype", "finish", "star",
+                                 "delete"])
             if change == "delete":
                 history.index.remove([op_id])
                 del rows[op_id]
@@ -941,8 +960,13 @@ def test_a_search_counts_and_pages_each_trash_step_and_type_while_rows_move(hist
                 row.pop("trashedAt", None)
             elif change == "retype":
                 row["operationType"] = rng.choice(types)
+            elif change == "finish":
+                row["status"], row["provider"] = rng.choice(statuses), {"name": "fal"}
+            elif change == "star":
+                row["starred"] = not row["starred"]
             else:
-                row["prompt"] = rng.choice(["red lighthouse at dawn", "a green field"])
+                row["prompt"] = rng.choice(["red lighthouse at dawn", "a green field",
+                                            "lightly red"])
             history.index.add([row])
         check()
     with history.index.refill():  # as a rebuild fills it: the full-text index made at the end

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from .. import liveness
 from ..catalog import OPERATION_TYPES
-from .filters import Filters, iso
+from .filters import PROVIDERS, STATUSES, Filters, iso
 
-SCHEMA_VERSION = 9  # an index file of another version is rebuilt
+SCHEMA_VERSION = 10  # an index file of another version is rebuilt
 BUSY_TIMEOUT_SECONDS = 5  # a writer holding the lock longer is a fault, not a wait
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -127,9 +127,16 @@ SUMMARY_FILL = (
 # (the table holds the prompts), rowid = seq; it keeps which columns hold a
 # word, not where (searches are words, never phrases: a third less to read);
 # prefixes of one to three letters are indexed: the last word is a prefix.
+# One more column, ``facets``, holds a word per status, provider and star
+# (``statusfailed``, ``providerlocal``, ``starred``): a search filtered by them
+# is counted by the full-text index too. Searches never look in that column.
 FTS_TYPES = OPERATION_TYPES
 _PLACES = len(FTS_TYPES) + 1  # per trash and step: one column per type, one for the others
 FTS_COLUMNS = tuple(f"c{n}" for n in range(4 * _PLACES))
+_FACETS = ("trim(" + " || ' ' || ".join(
+    f"CASE {{r}}.{column} " + " ".join(f"WHEN '{v}' THEN '{column}{v}'" for v in values)
+    + " ELSE '' END" for column, values in (("status", STATUSES), ("provider", PROVIDERS)))
+    + " || CASE WHEN {r}.starred THEN ' starred' ELSE '' END)")
 
 
 def fts_column(trashed: bool, step: bool, type_number: int) -> str:
@@ -138,19 +145,22 @@ def fts_column(trashed: bool, step: bool, type_number: int) -> str:
 
 FTS_TABLE = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
-    {', '.join(FTS_COLUMNS)}, content='', columnsize=0, detail=column, prefix='1 2 3');
+    {', '.join(FTS_COLUMNS)}, facets, content='', columnsize=0, detail=column, prefix='1 2 3');
 """
-# The column of row {r}: its number, then the prompt in that column alone.
+# The words of the full-text index, to find those a prefix stands for (see _match).
+FTS_TERMS = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.terms USING fts5vocab(main, prompts, instance)"
+
+# The column of row {r}: its number, then the prompt in that column alone, and its facets.
 _FTS_PLACE = ("(({r}.trashed_at IS NOT NULL) * 2 + ({r}.parent_id IS NOT NULL)) * "
               f"{_PLACES} + CASE {{r}}.type "
               + " ".join(f"WHEN '{t}' THEN {n}" for n, t in enumerate(FTS_TYPES))
               + f" ELSE {len(FTS_TYPES)} END")
 _FTS_VALUES = ("SELECT seq, " + ", ".join(f"CASE place WHEN {n} THEN prompt END"
                                            for n in range(len(FTS_COLUMNS)))
-               + " FROM (SELECT {r}.seq AS seq, {r}.prompt AS prompt, " + _FTS_PLACE
-               + " AS place {source})")
-_FTS_ADD = f"INSERT INTO prompts (rowid, {', '.join(FTS_COLUMNS)}) {{values}};\n"
-_FTS_TAKE = (f"INSERT INTO prompts (prompts, rowid, {', '.join(FTS_COLUMNS)}) "
+               + ", facets FROM (SELECT {r}.seq AS seq, {r}.prompt AS prompt, " + _FTS_PLACE
+               + " AS place, " + _FACETS + " AS facets {source})")
+_FTS_ADD = f"INSERT INTO prompts (rowid, {', '.join(FTS_COLUMNS)}, facets) {{values}};\n"
+_FTS_TAKE = (f"INSERT INTO prompts (prompts, rowid, {', '.join(FTS_COLUMNS)}, facets) "
              "SELECT 'delete', * FROM ({values});\n")
 
 
@@ -185,6 +195,10 @@ JOIN_MATCHES_UP_TO = 5000
 # against all its matches. The walk reads rows a chunk at a time, the chunks
 # growing from the first to the last size, and matches MATCHES_AT_ONCE at a time.
 DENSE_FROM = 100
+# A last word longer than the indexed prefixes (FTS_TABLE) that starts at
+# most PREFIX_WORDS_UP_TO words is searched as those words (see _match).
+PREFIX_INDEXED = 3
+PREFIX_WORDS_UP_TO = 10
 WALK_CHUNKS = (256, 8192)
 MATCHES_AT_ONCE = 1000
 
@@ -243,6 +257,8 @@ class OperationIndex:
         if version == SCHEMA_VERSION:
             self.has_fts = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'prompts'"
                                         ).fetchone() is not None
+            if self.has_fts:
+                conn.execute(FTS_TERMS)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")  # a cache: a crash costs a rebuild, not data
             _refuse_a_dead_refill(conn)
@@ -255,6 +271,7 @@ class OperationIndex:
         conn.executescript(SCHEMA + INDEXES + SUMMARY_TRIGGERS)
         try:
             conn.executescript(FTS_TABLE + FTS_TRIGGERS)
+            conn.execute(FTS_TERMS)
             self.has_fts = True
         except sqlite3.OperationalError:  # SQLite built without FTS5: LIKE instead
             self.has_fts = False
@@ -392,10 +409,11 @@ class OperationIndex:
              before: str | None = None) -> tuple[list[str], int, str | None]:
         """``(ids, total, next_cursor)`` for one page, newest first; ``before``
         is the id of the last row already seen (it must be indexed)."""
-        matches, total = self._quick_count(filters)
+        match = self._match(filters)
+        matches, total = self._quick_count(filters, match)
         if total is None:
             count_by = "member" if matches and matches > JOIN_MATCHES_UP_TO else "join"
-            source, where, params = self._select(filters, count_by)
+            source, where, params = self._select(filters, count_by, match)
             total = self.execute(f"SELECT COUNT(*){source}{where}", params).fetchone()[0]
         if limit == 0:
             return [], total, None
@@ -406,15 +424,39 @@ class OperationIndex:
         walk = (matches is not None and total > SORT_MATCHES_UP_TO
                 and matches * matches > self._rows() * want)
         if walk and matches * DENSE_FROM > self._rows():
-            found = self._walk_search(filters, want, before)[offset:]
+            found = self._walk_search(filters, match, want, before)[offset:]
         else:
-            source, where, params = self._select(filters, "walk" if walk else "join")
+            source, where, params = self._select(filters, "walk" if walk else "join", match)
             where, params = self._before(where, params, before)
             found = [r[0] for r in self.execute(
                 f"SELECT id{source}{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
                 params + [limit + 1, offset])]
         ids = found[:limit]
         return ids, total, ids[-1] if len(found) > limit else None
+
+    def _match(self, filters: Filters) -> str | None:
+        """The full-text query of a search (``fts_query``), or None when there
+        is none. A long last word is spelled as the few words it is a prefix of
+        (their list is the index's own): FTS5 reads a prefix's matches whole,
+        twice a page (count, then page), where it skips through words' matches."""
+        if not filters.q:
+            return None
+        self.connect()
+        if not self.has_fts:
+            return None
+        words = _tokens(filters.q)
+        prefix = words[-1].lower() if words else ""
+        if len(prefix) <= PREFIX_INDEXED or not prefix.isascii():
+            return fts_query(filters)
+        found, after = [], prefix
+        while len(found) <= PREFIX_WORDS_UP_TO:
+            row = self.execute("SELECT term FROM terms WHERE term >= ? AND term < ? LIMIT 1",
+                               (after, prefix + "\U0010ffff")).fetchone()
+            if row is None:
+                return fts_query(filters, found)
+            found.append(row[0])
+            after = row[0] + "\x01"  # the next word: none holds a control character
+        return fts_query(filters)
 
     def _rows(self) -> int:
         return self.execute("SELECT IFNULL(SUM(n), 0) FROM summary").fetchone()[0]
@@ -425,7 +467,8 @@ class OperationIndex:
             return where, params
         return _also(where, "(created_at, id) < (?, ?)"), params + [self.created_at(before), before]
 
-    def _walk_search(self, filters: Filters, want: int, before: str | None) -> list[str]:
+    def _walk_search(self, filters: Filters, match: str, want: int,
+                     before: str | None) -> list[str]:
         """The first ``want`` ids of a search with many, dense matches, newest first.
 
         The rows that pass the other filters are read from the dates' index a
@@ -442,7 +485,7 @@ class OperationIndex:
                                                                  toplevel=False))
         found, size = [], WALK_CHUNKS[0]
         with self._snapshot() as conn:
-            matches = _Matches(conn, fts_query(filters))
+            matches = _Matches(conn, match)
             while len(found) < want:
                 chunk_where, chunk_params = self._before(where, params, before)
                 rows = conn.execute(f"SELECT seq, id{source}{chunk_where} ORDER BY created_at "
@@ -472,22 +515,19 @@ class OperationIndex:
         return self.execute(f"SELECT {', '.join(COLUMNS)}{source}{where} "
                             f"ORDER BY created_at DESC, id DESC", params)
 
-    def _quick_count(self, filters: Filters) -> tuple[int | None, int | None]:
+    def _quick_count(self, filters: Filters, match: str | None) -> tuple[int | None, int | None]:
         """``(prompts matching the search or None, the count or None)``: the
         count comes from the summary, or from the full-text index (whose columns
-        know the trash, the steps and the types) when the search has no other
-        filter."""
+        know the trash, the steps and the types, and its facets the status, the
+        provider and the star) when the search has no other filter."""
         summary = _summary_where(filters)
         if summary is not None:
             return None, self.execute(f"SELECT IFNULL(SUM(n), 0) FROM summary{summary[0]}",
                                       summary[1]).fetchone()[0]
-        if not filters.q:
-            return None, None
-        self.connect()
-        if not self.has_fts:
+        if match is None:
             return None, None
         matches = self.execute("SELECT COUNT(*) FROM prompts WHERE prompts MATCH ?",
-                               (fts_query(filters),)).fetchone()[0]
+                               (match,)).fetchone()[0]
         return matches, matches if fts_counts(filters) else None
 
     def stats(self, filters: Filters, days: int = 30) -> dict:
@@ -564,7 +604,8 @@ class OperationIndex:
             rows.append((op_type, *values))
         return rows
 
-    def _select(self, filters: Filters, search: str = "join") -> tuple[str, str, list]:
+    def _select(self, filters: Filters, search: str = "join",
+                match: str | None = None) -> tuple[str, str, list]:
         """``(" FROM ...", " WHERE ..." or "", params)`` selecting the matching rows.
 
         How a prompt search is joined: ``join`` starts from the full-text
@@ -572,6 +613,7 @@ class OperationIndex:
         ``member`` tests rows against the matches and lets SQLite choose the
         index (a count with other filters); ``walk`` walks the date index
         testing each row: a first page when matches are many but sparse.
+        ``match``: the search's ``_match``, when known already.
         """
         source, clauses, params = " FROM operations", [], []
         if filters.q:
@@ -580,11 +622,11 @@ class OperationIndex:
                 # "+seq": not through the rowid, so that a walk follows the dates' index
                 clauses.append(("+seq" if search == "walk" else "seq")
                                + " IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
-                params.append(fts_query(filters))
+                params.append(match or self._match(filters))
             elif self.has_fts:
                 source = (" FROM (SELECT rowid AS seq FROM prompts WHERE prompts MATCH ?)"
                           " AS matched CROSS JOIN operations USING (seq)")
-                params.append(fts_query(filters))
+                params.append(match or self._match(filters))
             else:
                 clauses.append("prompt LIKE ? ESCAPE '\\'")
                 params.append("%" + filters.q.replace("\\", "\\\\").replace("%", "\\%")
@@ -689,14 +731,31 @@ def cutoff(older_than: timedelta) -> str:
     return iso(datetime.now(timezone.utc) - older_than)
 
 
-def fts_query(filters: Filters) -> str:
-    """Every word of ``filters.q`` must appear (the last as a prefix), in the
-    columns of the rows the filters' trash, steps and types select; only
-    words reach FTS5, one token each, so its syntax never does."""
+def fts_query(filters: Filters, last: list[str] | None = None) -> str:
+    """Every word of ``filters.q`` must appear (the last as a prefix, or as
+    one of ``last``: the words it is a prefix of), in the columns of the rows
+    the filters' trash, steps and types select, with the facets they ask for.
+    Only words reach FTS5, one token each, so its syntax never does."""
     words = _tokens(filters.q)
-    query = " ".join(f'"{w}"' for w in words[:-1]) + (f' "{words[-1]}"*' if words else '""')
+    terms = [f'"{w}"' for w in words[:-1]]
+    if not words:
+        terms.append('""')
+    elif last is None:
+        terms.append(f'"{words[-1]}"*')
+    elif not last:  # no word starts so: none matches
+        terms.append(f'"{words[-1]}"')
+    else:
+        terms.append("(" + " OR ".join(f'"{w}"' for w in last) + ")")
     columns = _fts_columns(filters)
-    return f"{{{' '.join(columns)}}} : ({query})" if columns else f"({query})"
+    query = (f"{{{' '.join(columns)}}}" if columns else "- {facets}") + f" : ({' AND '.join(terms)})"
+    return " AND ".join([query] + [f'{{facets}} : "{f}"' for f in _facets(filters)])
+
+
+def _facets(filters: Filters) -> list[str]:
+    """The words of the ``facets`` column that ``filters`` ask for."""
+    return ([f"status{filters.status}"] * (filters.status in STATUSES)
+            + [f"provider{filters.provider}"] * (filters.provider in PROVIDERS)
+            + ["starred"] * filters.starred)
 
 
 def _tokens(text: str) -> list[str]:
@@ -755,8 +814,10 @@ def _type_number(op_type: str) -> int:
 def fts_counts(filters: Filters) -> bool:
     """Whether the full-text index alone counts a search with ``filters``."""
     return (filters == Filters(q=filters.q, trash=filters.trash, types=filters.types,
-                               toplevel=filters.toplevel)
-            and all(t in FTS_TYPES for t in filters.types))
+                               toplevel=filters.toplevel, status=filters.status,
+                               provider=filters.provider, starred=filters.starred)
+            and all(t in FTS_TYPES for t in filters.types)
+            and filters.status in (None, *STATUSES) and filters.provider in (None, *PROVIDERS))
 
 
 class _Matches:
