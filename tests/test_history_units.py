@@ -909,7 +909,7 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
     statuses = ["succeeded", "failed", "running", "weird", None]
     providers = ["local", "replicate", "other", None]
     prompts = ["red lighthouse", "blue lighthouses", "red lightning barn", "Red Barn",
-               "a tall tower", "white zebra", None]
+               "a tall tower", "white zebra", "a red_barn café", "Naïve CAFÉ", None]
     rows = {}
     for n in range(1500):
         op_id = f"20261102_{n:06d}"
@@ -928,7 +928,7 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
         combinations = [Filters(q=q, trash=trash, types=kinds, toplevel=toplevel)
                         for trash in ("exclude", "only", "include")
                         for q in ("red", "lighthouse", "red light", "gre", "light", "BARN",
-                                  "towe")
+                                  "towe", "red_barn", "cafe", "Café naiv")
                         for kinds in ([], ["text_to_image"],
                                       ["text_to_image", "generate_then_edit"], ["legacy_upscale"])
                         for toplevel in (False, True)]

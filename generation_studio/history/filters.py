@@ -7,6 +7,8 @@ web layer answers them 400 and the CLI as a usage error.
 """
 
 import re
+import sqlite3
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 
@@ -61,10 +63,55 @@ class Filters:
 
 def _words_match(q: str | None, prompt: str) -> bool:
     """The index's search rule: every word of ``q`` is a word of the prompt,
-    the last one as a prefix."""
-    words, query = re.findall(r"\w+", prompt.lower()), re.findall(r"\w+", (q or "").lower())
-    return all(any(p == w or (i == len(query) - 1 and p.startswith(w)) for p in words)
+    the last one as a prefix; words as FTS5 cuts and folds them (case and
+    accents aside)."""
+    found, query = {_folded(w) for w in words(prompt)}, [_folded(w) for w in words(q or "")]
+    return all(any(p == w or (i == len(query) - 1 and p.startswith(w)) for p in found)
                for i, w in enumerate(query))
+
+
+def _folded(word: str) -> str:
+    """``word`` as FTS5's tokenizer (unicode61) keeps it: lower case, accents removed."""
+    return "".join(c for c in unicodedata.normalize("NFD", word.lower())
+                   if not unicodedata.combining(c))
+
+
+def words(text: str) -> list[str]:
+    """The words FTS5 makes of ``text``, in the order they come. A quoted word
+    it would cut in two is a phrase, which a table without positions
+    (``detail=column``) refuses: the words are cut where its tokenizer cuts them."""
+    found = []
+    for word in re.findall(r"\w+", text):
+        token = ""
+        for char in word:
+            if _separates(char):
+                found += [token] if token else []
+                token = ""
+            else:
+                token += char
+        found += [token] if token else []
+    return found
+
+
+_SEPARATES = {}  # non-ASCII word characters -> whether FTS5's tokenizer cuts words there
+
+
+def _separates(char: str) -> bool:
+    """Whether FTS5 cuts words at ``char``, a word character to Python: ``_``,
+    and a few letters newer than its Unicode tables (SQLite is asked, once each)."""
+    if char.isascii():
+        return char == "_"
+    if char not in _SEPARATES:
+        probe = sqlite3.connect(":memory:")
+        try:
+            probe.execute("CREATE VIRTUAL TABLE t USING fts5(x, detail=column)")
+            probe.execute("SELECT * FROM t WHERE t MATCH ?", (f'"a{char}b"',)).fetchall()
+            _SEPARATES[char] = False
+        except sqlite3.OperationalError:  # two tokens: a phrase, refused
+            _SEPARATES[char] = True
+        finally:
+            probe.close()
+    return _SEPARATES[char]
 
 
 def parse(args, trash: str = "exclude") -> Filters:

@@ -11,7 +11,6 @@ service treats the index as broken and rebuilds it from the records.
 import contextlib
 import dataclasses
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from .. import liveness
 from ..catalog import OPERATION_TYPES
-from .filters import PROVIDERS, STATUSES, Filters, iso
+from .filters import PROVIDERS, STATUSES, Filters, iso, words
 
 SCHEMA_VERSION = 10  # an index file of another version is rebuilt
 BUSY_TIMEOUT_SECONDS = 5  # a writer holding the lock longer is a fault, not a wait
@@ -449,8 +448,8 @@ class OperationIndex:
         self.connect()
         if not self.has_fts:
             return None
-        words = _tokens(filters.q)
-        prefix = words[-1].lower() if words else ""
+        searched = words(filters.q)
+        prefix = searched[-1].lower() if searched else ""
         if len(prefix) <= PREFIX_INDEXED or not prefix.isascii():
             return fts_query(filters)
         found, after = [], prefix
@@ -741,14 +740,14 @@ def fts_query(filters: Filters, last: list[str] | None = None) -> str:
     one of ``last``: the words it is a prefix of), in the columns of the rows
     the filters' trash, steps and types select, with the facets they ask for.
     Only words reach FTS5, one token each, so its syntax never does."""
-    words = _tokens(filters.q)
-    terms = [f'"{w}"' for w in words[:-1]]
-    if not words:
+    searched = words(filters.q)
+    terms = [f'"{w}"' for w in searched[:-1]]
+    if not searched:
         terms.append('""')
     elif last is None:
-        terms.append(f'"{words[-1]}"*')
+        terms.append(f'"{searched[-1]}"*')
     elif not last:  # no word starts so: none matches
-        terms.append(f'"{words[-1]}"')
+        terms.append(f'"{searched[-1]}"')
     else:
         terms.append("(" + " OR ".join(f'"{w}"' for w in last) + ")")
     columns = _fts_columns(filters)
@@ -768,44 +767,6 @@ def _facets(filters: Filters) -> tuple[list[str], list[str]]:
     if filters.status == _UNWORDED_STATUS:
         return wanted, [f"status{s}" for s in (*STATUSES, "other") if s != _UNWORDED_STATUS]
     return wanted + [f"status{filters.status}"] * (filters.status in STATUSES), []
-
-
-def _tokens(text: str) -> list[str]:
-    """The tokens FTS5 makes of ``text``'s words. A quoted word it would cut
-    in two is a phrase, which a table without positions (``detail=column``)
-    refuses: the words are cut where its tokenizer cuts them."""
-    found = []
-    for word in re.findall(r"\w+", text):
-        token = ""
-        for char in word:
-            if _separates(char):
-                found += [token] if token else []
-                token = ""
-            else:
-                token += char
-        found += [token] if token else []
-    return found
-
-
-_SEPARATES = {}  # non-ASCII word characters -> whether FTS5's tokenizer cuts words there
-
-
-def _separates(char: str) -> bool:
-    """Whether FTS5 cuts words at ``char``, a word character to Python: ``_``,
-    and a few letters newer than its Unicode tables (SQLite is asked, once each)."""
-    if char.isascii():
-        return char == "_"
-    if char not in _SEPARATES:
-        probe = sqlite3.connect(":memory:")
-        try:
-            probe.execute("CREATE VIRTUAL TABLE t USING fts5(x, detail=column)")
-            probe.execute("SELECT * FROM t WHERE t MATCH ?", (f'"a{char}b"',)).fetchall()
-            _SEPARATES[char] = False
-        except sqlite3.OperationalError:  # two tokens: a phrase, refused
-            _SEPARATES[char] = True
-        finally:
-            probe.close()
-    return _SEPARATES[char]
 
 
 def _fts_columns(filters: Filters) -> list[str] | None:
