@@ -893,6 +893,27 @@ def test_a_search_for_words_the_full_text_index_cuts_finds_them_and_keeps_the_in
     assert history.health()["index"] == "ok" and page.degraded is False
 
 
+def test_a_long_last_word_is_searched_as_the_few_words_it_starts(history, monkeypatch):
+    """FTS5 reads a prefix's matches whole, and skips through a word's: a last
+    word longer than the indexed prefixes is spelled as the words it starts
+    (the index's own list), unless they are many; the answers are the same."""
+    from generation_studio.history import index
+    for prompt in ("a watercolor dragon", "watercolors", "a watercolour", "water", "zebra"):
+        save(history, prompt=prompt)
+    spelled = history.index._match(Filters(q="Dragon WATERcol"))
+    assert spelled == '- {facets} : ("Dragon" AND ("watercolor" OR "watercolors" OR "watercolour"))'
+    assert history.index._match(Filters(q="zebr")) == '- {facets} : ("zebra")'
+    assert history.index._match(Filters(q="zebu")) == '- {facets} : ("zebu")'  # no such word
+    assert history.index._match(Filters(q="wat")) == '- {facets} : ("wat"*)'  # indexed prefix
+    assert history.index._match(Filters(q="café")) == '- {facets} : ("café"*)'  # FTS5 folds it
+    monkeypatch.setattr(index, "PREFIX_WORDS_UP_TO", 3)
+    assert history.index._match(Filters(q="watercol")) == \
+        '- {facets} : (("watercolor" OR "watercolors" OR "watercolour"))'
+    monkeypatch.setattr(index, "PREFIX_WORDS_UP_TO", 2)
+    assert history.index._match(Filters(q="watercol")) == '- {facets} : ("watercol"*)'
+    assert history.page(Filters(q="watercol"), limit=10).total == 3
+
+
 @pytest.mark.parametrize("prefix_words", [10, 1])  # a long last word spelled as its words or not
 def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_move(
         history, monkeypatch, prefix_words):
@@ -928,7 +949,7 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
         combinations = [Filters(q=q, trash=trash, types=kinds, toplevel=toplevel)
                         for trash in ("exclude", "only", "include")
                         for q in ("red", "lighthouse", "red light", "gre", "light", "BARN",
-                                  "towe", "red_barn", "cafe", "Café naiv")
+                                  "towe", "red_barn", "cafe", "Café naiv", "naïv")
                         for kinds in ([], ["text_to_image"],
                                       ["text_to_image", "generate_then_edit"], ["legacy_upscale"])
                         for toplevel in (False, True)]

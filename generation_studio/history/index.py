@@ -749,7 +749,8 @@ def fts_query(filters: Filters, last: list[str] | None = None) -> str:
     elif not last:  # no word starts so: none matches
         terms.append(f'"{searched[-1]}"')
     else:
-        terms.append("(" + " OR ".join(f'"{w}"' for w in last) + ")")
+        spelled = " OR ".join(f'"{w}"' for w in last)
+        terms.append(spelled if len(last) == 1 else f"({spelled})")
     columns = _fts_columns(filters)
     query = (f"{{{' '.join(columns)}}}" if columns else "- {facets}") + f" : ({' AND '.join(terms)})"
     wanted, unwanted = _facets(filters)
