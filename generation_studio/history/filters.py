@@ -15,6 +15,8 @@ from datetime import date, datetime, time, timezone
 from ..catalog import OPERATION_TYPES
 from ..storage import layout
 
+# The index's full-text facets have a word for each: changing either changes the
+# index (bump index.SCHEMA_VERSION, so that existing indexes are rebuilt).
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 PROVIDERS = ("local", "replicate", "fal")
 MAX_QUERY_CHARS = 500
