@@ -876,6 +876,8 @@ def test_a_search_walk_finds_every_page_whatever_order_the_rows_were_written_in(
     ("barn_red", 1),
     ("red_", 2),
     ("_", 0),  # no word at all: nothing matches
+    ("_red", 2),
+    ("a_red_barn", 1),
     ("red\u19b0barn", 1),  # a letter newer than SQLite's Unicode tables cuts words too
     ("red barn\u19b0", 1),
 ])
@@ -886,6 +888,7 @@ def test_a_search_for_words_the_full_text_index_cuts_finds_them_and_keeps_the_in
     (which would fail, and a failing index is rebuilt)."""
     made = save(history, prompt="a red_barn at dusk")["operationId"]
     save(history, prompt="a red lighthouse")
+    save(history, prompt="the blue barn")
     page = history.page(Filters(q=q, trash="exclude", toplevel=True), limit=10)
     assert page.total == found
     if found == 1:
@@ -949,7 +952,8 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
         combinations = [Filters(q=q, trash=trash, types=kinds, toplevel=toplevel)
                         for trash in ("exclude", "only", "include")
                         for q in ("red", "lighthouse", "red light", "gre", "light", "BARN",
-                                  "towe", "red_barn", "cafe", "Café naiv", "naïv")
+                                  "towe", "red_barn", "cafe", "Café naiv", "naïv",
+                                  "a red_barn")
                         for kinds in ([], ["text_to_image"],
                                       ["text_to_image", "generate_then_edit"], ["legacy_upscale"])
                         for toplevel in (False, True)]
