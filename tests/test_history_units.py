@@ -933,7 +933,8 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
     statuses = ["succeeded", "failed", "running", "weird", None]
     providers = ["local", "replicate", "other", None]
     prompts = ["red lighthouse", "blue lighthouses", "red lightning barn", "Red Barn",
-               "a tall tower", "white zebra", "a red_barn café", "Naïve CAFÉ", None]
+               "a tall tower", "white zebra", "a red_barn café", "Naïve CAFÉ", "die Straße",
+               None]
     rows = {}
     for n in range(1500):
         op_id = f"20261102_{n:06d}"
@@ -953,14 +954,14 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
                         for trash in ("exclude", "only", "include")
                         for q in ("red", "lighthouse", "red light", "gre", "light", "BARN",
                                   "towe", "red_barn", "cafe", "Café naiv", "naïv",
-                                  "a red_barn")
+                                  "a red_barn", "strasse")
                         for kinds in ([], ["text_to_image"],
                                       ["text_to_image", "generate_then_edit"], ["legacy_upscale"])
                         for toplevel in (False, True)]
         combinations += [dataclasses.replace(
             rng.choice(combinations), status=rng.choice(["succeeded", "failed", "weird", None]),
             provider=rng.choice(["local", "replicate", "other", None]),
-            starred=rng.random() < 0.5)
+            starred=rng.random() < 0.5, since=rng.choice([None, "2026-11-02T00:12:00.000Z"]))
             for _ in range(200)]
         for f in combinations:
             expected = [r["operationId"] for r in newest if f.matches(r)]
