@@ -917,6 +917,25 @@ def test_a_long_last_word_is_searched_as_the_few_words_it_starts(history, monkey
     assert history.page(Filters(q="watercol"), limit=10).total == 3
 
 
+@pytest.mark.parametrize("filters, alone", [
+    (Filters(q="red", trash="exclude", types=["text_to_image"], toplevel=True, status="failed",
+             provider="local", starred=True), True),
+    (Filters(q="red", trash="only", status="succeeded"), True),
+    (Filters(q="red", since="2026-01-01T00:00:00.000Z"), False),  # dates are not its words
+    (Filters(q="red", status="weird"), False),
+])
+def test_a_search_filtered_by_what_the_full_text_index_knows_is_counted_by_it_alone(
+        history, filters, alone):
+    """Trash, step, type, status, provider and star are words or columns of the
+    full-text index: such a search is counted without reading a row."""
+    save(history, prompt="a red barn", status="failed", starred=True)
+    statements = []
+    history.index.connect().set_trace_callback(statements.append)
+    history.index.count(filters)
+    history.index.connect().set_trace_callback(None)
+    assert any("operations" in s for s in statements) is not alone, statements
+
+
 @pytest.mark.parametrize("prefix_words", [10, 1])  # a long last word spelled as its words or not
 def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_move(
         history, monkeypatch, prefix_words):
