@@ -147,9 +147,11 @@ def fts_column(trashed: bool, step: bool, type_number: int) -> str:
     return FTS_COLUMNS[(2 * trashed + step) * _PLACES + type_number]
 
 
+PREFIX_INDEXED = 3  # prefixes of up to so many letters have their own entries
 FTS_TABLE = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
-    {', '.join(FTS_COLUMNS)}, facets, content='', columnsize=0, detail=column, prefix='1 2 3');
+    {', '.join(FTS_COLUMNS)}, facets, content='', columnsize=0, detail=column,
+    prefix='{' '.join(str(n) for n in range(1, PREFIX_INDEXED + 1))}');
 """
 # The words of the full-text index, to find those a prefix stands for (see _match).
 FTS_TERMS = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.terms USING fts5vocab(main, prompts, instance)"
@@ -199,9 +201,8 @@ JOIN_MATCHES_UP_TO = 5000
 # against all its matches. The walk reads rows a chunk at a time, the chunks
 # growing from the first to the last size, and matches MATCHES_AT_ONCE at a time.
 DENSE_FROM = 100
-# A last word longer than the indexed prefixes (FTS_TABLE) that starts at
+# A last word longer than the indexed prefixes (PREFIX_INDEXED) that starts at
 # most PREFIX_WORDS_UP_TO words is searched as those words (see _match).
-PREFIX_INDEXED = 3
 PREFIX_WORDS_UP_TO = 10
 WALK_CHUNKS = (256, 8192)
 MATCHES_AT_ONCE = 1000
