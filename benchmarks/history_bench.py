@@ -237,6 +237,8 @@ def main():
         client = app.test_client()
         store = app.extensions["history"]
         deep_id = store.page(Filters(), 1, args.operations // 10 * 9).operations[0]["operationId"]
+        newest = datetime.fromisoformat(store.page(Filters(), 1).operations[0]["createdAt"][:10])
+        month_ago, two_months_ago = (f"{newest - timedelta(days=d):%Y-%m-%d}" for d in (29, 59))
         requests = {
             "first page (50)": "/api/history",
             "gallery page (toplevel=1)": "/api/history?toplevel=1",
@@ -246,6 +248,15 @@ def main():
             "prompt search + type filter": "/api/history?q=cat&type=text_to_image",
             "gallery search (q=cat, toplevel=1)": "/api/history?q=cat&toplevel=1",
             "search + status (q=cat&status=failed)": "/api/history?q=cat&status=failed",
+            "gallery search + succeeded (dragon watercolor)":
+                "/api/history?q=dragon+watercolor&toplevel=1&status=succeeded",
+            "search + provider (q=cat&provider=replicate)":
+                "/api/history?q=cat&provider=replicate",
+            "search + last 30 days (q=cat&since=)": f"/api/history?q=cat&since={month_ago}",
+            "search + a month (q=cat&since=&until=)":
+                f"/api/history?q=cat&since={two_months_ago}&until={month_ago}",
+            "search + since a time (q=cat&since=...T12:00)":
+                f"/api/history?q=cat&since={two_months_ago}T12:00:00Z",
             "deep page (offset 90%)": f"/api/history?offset={args.operations // 10 * 9}",
             "deep page (cursor 90%)": f"/api/history?before={deep_id}",
             "stats (30 days)": "/api/history/stats",

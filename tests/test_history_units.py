@@ -99,7 +99,7 @@ def test_filters_on_a_record_without_provider_time_or_text_prompt():
     assert Filters().matches(bare) is True
     assert Filters(provider="local").matches(bare) is False
     assert Filters(since="2026-01-01").matches(bare) is False
-    assert Filters(until="2026-01-01").matches(bare) is True
+    assert Filters(until="2026-01-01").matches(bare) is False  # as in the index: no time, no date
     assert Filters(q="42").matches(bare) is False
     assert Filters(q="xx").matches({**bare, "prompt": ""}) is False
 
@@ -815,7 +815,8 @@ def test_a_search_without_fts5_uses_like_in_the_index(history):
 
 def test_searches_with_many_matches_walk_the_dates_and_count_exactly(history):
     rows = [{"operationId": f"20261101_{n:06d}", "operationType": "text_to_image",
-             "status": "failed" if n % 2 else "succeeded", "prompt": f"lighthouse {n}",
+             "status": "failed" if n % 2 else "succeeded" if n % 3 else "weird",
+             "prompt": f"lighthouse {n}", "provider": {"name": "local" if n % 4 else "other"},
              "createdAt": f"2026-11-01T00:{n // 60 % 60:02d}:{n % 60:02d}.{n // 3600:03d}Z"}
             for n in range(5001)]
     history.index.add(rows)
@@ -827,6 +828,12 @@ def test_searches_with_many_matches_walk_the_dates_and_count_exactly(history):
         (failed[:2], 2500, failed[1])
     assert history.index.page(Filters(q="lighthouse", status="failed"), 2, before=failed[1]) \
         == (failed[2:4], 2500, failed[3])
+    # A status or provider this version has no word for is tested row by row.
+    for name, value in (("status", "weird"), ("provider", "other")):
+        chosen = [r["operationId"] for r in newest
+                  if value in (r["status"], r["provider"]["name"])]
+        assert history.index.page(Filters(q="lighthouse", **{name: value}), 2) == \
+            (chosen[:2], len(chosen), chosen[1])
 
 
 @pytest.mark.parametrize("dense_from", [20, 1])  # 1: as if they were sparse
@@ -917,18 +924,37 @@ def test_a_long_last_word_is_searched_as_the_few_words_it_starts(history, monkey
     assert history.page(Filters(q="watercol"), limit=10).total == 3
 
 
+def test_dates_are_the_words_of_whole_years_months_and_days_and_the_days_they_cut():
+    from generation_studio.history.index import date_words
+    since_october = date_words("2026-10-01T00:00:00.000Z", None, ["2025", "2026"])
+    assert since_october == {"in": ["m202610", "m202611", "m202612"], "edge": [],
+                             "out": ["y2025"] + [f"m2026{m:02d}" for m in range(1, 10)]}
+    cut = date_words("2026-10-30T10:00:00.000Z", "2026-11-02T23:59:59.999Z", ["2026", "2027"])
+    assert cut["in"] == ["d20261031", "d20261101", "d20261102"]
+    assert cut["edge"] == ["d20261030"]
+    assert cut["out"] == ([f"m2026{m:02d}" for m in range(1, 10)]
+                          + [f"d202610{d:02d}" for d in range(1, 30)]
+                          + [f"d202611{d:02d}" for d in range(3, 32)] + ["m202612", "y2027"])
+    one_day = date_words("2026-11-02", "2026-11-02T12:00:00.000Z", ["2026"])
+    assert (one_day["in"], one_day["edge"]) == ([], ["d20261102"])
+
+
 @pytest.mark.parametrize("filters, alone", [
     (Filters(q="red", trash="exclude", types=["text_to_image"], toplevel=True, status="failed",
              provider="local", starred=True), True),
     (Filters(q="red", trash="only", status="succeeded"), True),
-    (Filters(q="red", since="2026-01-01T00:00:00.000Z"), False),  # dates are not its words
+    (Filters(q="red", since="2026-11-01T00:00:00.000Z", until="2026-11-30T23:59:59.999Z"),
+     True),  # whole days are words
+    (Filters(q="red", since="2026-01-01", until="2026-11-24"), False),  # until: 11-24's start
+    (Filters(q="red", since="2026-11-24T10:00:00.000Z"), False),  # a day cut: its rows read
     (Filters(q="red", status="weird"), False),
 ])
 def test_a_search_filtered_by_what_the_full_text_index_knows_is_counted_by_it_alone(
         history, filters, alone):
-    """Trash, step, type, status, provider and star are words or columns of the
-    full-text index: such a search is counted without reading a row."""
-    save(history, prompt="a red barn", status="failed", starred=True)
+    """Trash, step, type, status, provider, star and day are words or columns of
+    the full-text index: such a search is counted without reading a row."""
+    save(history, prompt="a red barn", status="failed", starred=True,
+         createdAt="2026-11-24T12:00:00.000Z")
     statements = []
     history.index.connect().set_trace_callback(statements.append)
     history.index.count(filters)
@@ -940,8 +966,8 @@ def test_a_search_filtered_by_what_the_full_text_index_knows_is_counted_by_it_al
 def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_move(
         history, monkeypatch, prefix_words):
     """A prompt is indexed in the full-text column of its row's place (trash,
-    step, type), with its status, provider and star as facets: trashing,
-    restoring, rewording, retyping, finishing, starring and deleting rows keep
+    step, type), with its status, provider, star and day as facets: trashing,
+    restoring, rewording, retyping, finishing, starring, redating and deleting rows keep
     every combination of those filters exact, page and count, types this
     version does not know included, and the last word a prefix."""
     import random
@@ -954,6 +980,16 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
     prompts = ["red lighthouse", "blue lighthouses", "red lightning barn", "Red Barn",
                "a tall tower", "white zebra", "a red_barn café", "Naïve CAFÉ", "die Straße",
                None]
+    days = ["2025-12-31", "2026-01-01", "2026-01-02", "2026-01-31", "2026-02-01", "2026-02-28",
+            "2026-02-30", "2026-03-01", "2026-03-15", "2026-01-32", "2026-00-05"]
+    times = ["T00:00:00.000Z", "T10:00:00.000Z", "T23:59:59.999Z", "T10:00:00Z", "T10:00:00.5",
+             "", "T00:00:00", "T23:59:59.999999", "T23:59:59.9999Z", "T00:00:00+01:00", " 10h"]
+
+    def created():  # the records' own times, mostly, and odd ones
+        if rng.random() < 0.03:
+            return rng.choice([None, "yesterday", "2026-13-01T10:00:00.000Z", "2026"])
+        return rng.choice(days) + rng.choice(times[:3] * 6 + times[3:])
+
     rows = {}
     for n in range(1500):
         op_id = f"20261102_{n:06d}"
@@ -961,13 +997,17 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
             "operationId": op_id, "operationType": rng.choice(types),
             "prompt": rng.choice(prompts), "status": rng.choice(statuses),
             "provider": {"name": rng.choice(providers)}, "starred": rng.random() < 0.2,
-            "createdAt": f"2026-11-02T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000Z"}
+            "createdAt": created()}
         if rng.random() < 0.3:
             rows[op_id]["parentId"] = "20261101_parent"
     history.index.add(list(rows.values()))
 
+    bounds = [None, "2026-01-01T00:00:00.000Z", "2026-01-01T23:59:59.999Z",
+              "2026-01-01T10:00:00.000Z", "2026-02-01", "2026-01", "2026-03-01T00:00:00",
+              "2026-02-30T23:59:59.999Z", "2026-02-28T23:59:59.9999Z", "2025-06-01T00:00:00.000Z"]
+
     def check():
-        newest = sorted(rows.values(), key=lambda r: (r["createdAt"], r["operationId"]),
+        newest = sorted(rows.values(), key=lambda r: (r["createdAt"] or "", r["operationId"]),
                         reverse=True)
         combinations = [Filters(q=q, trash=trash, types=kinds, toplevel=toplevel)
                         for trash in ("exclude", "only", "include")
@@ -980,8 +1020,8 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
         combinations += [dataclasses.replace(
             rng.choice(combinations), status=rng.choice(["succeeded", "failed", "weird", None]),
             provider=rng.choice(["local", "replicate", "other", None]),
-            starred=rng.random() < 0.5, since=rng.choice([None, "2026-11-02T00:12:00.000Z"]))
-            for _ in range(200)]
+            starred=rng.random() < 0.5, since=rng.choice(bounds), until=rng.choice(bounds))
+            for _ in range(300)]
         for f in combinations:
             expected = [r["operationId"] for r in newest if f.matches(r)]
             page = history.index.page(f, 40, 10)
@@ -994,7 +1034,7 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
         for op_id in rng.sample(sorted(rows), 300):
             row = rows[op_id]
             change = rng.choice(["trash", "restore", "reword", "retype", "finish", "star",
-                                 "delete"])
+                                 "redate", "delete"])
             if change == "delete":
                 history.index.remove([op_id])
                 del rows[op_id]
@@ -1009,6 +1049,8 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
                 row["status"], row["provider"] = rng.choice(statuses), {"name": "fal"}
             elif change == "star":
                 row["starred"] = not row["starred"]
+            elif change == "redate":
+                row["createdAt"] = created()
             else:
                 row["prompt"] = rng.choice(["red lighthouse at dawn", "a green field",
                                             "lightly red"])

@@ -47,7 +47,8 @@ class Filters:
     def matches(self, record: dict) -> bool:
         """Whether ``record`` is selected (the index's rules, in Python)."""
         provider = (record.get("provider") or {}).get("name")
-        created = record.get("createdAt") or ""
+        created = record.get("createdAt")  # none: neither before nor after a time
+        dated = isinstance(created, str)
         prompt = record.get("prompt") if isinstance(record.get("prompt"), str) else ""
         return ((not self.types or record.get("operationType") in self.types)
                 and self.status in (None, record.get("status"))
@@ -58,8 +59,8 @@ class Filters:
                 and (not self.starred or record.get("starred") is True)
                 and (not self.toplevel or not record.get("parentId"))
                 and (not self.ids or record.get("operationId") in self.ids)
-                and (not self.since or created >= self.since)
-                and (not self.until or created <= self.until)
+                and (not self.since or dated and created >= self.since)
+                and (not self.until or dated and created <= self.until)
                 and _words_match(self.q, prompt))
 
 

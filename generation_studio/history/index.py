@@ -21,7 +21,7 @@ from .. import liveness
 from ..catalog import OPERATION_TYPES
 from .filters import PROVIDERS, STATUSES, Filters, iso, words
 
-SCHEMA_VERSION = 10  # an index file of another version is rebuilt
+SCHEMA_VERSION = 11  # an index file of another version is rebuilt
 BUSY_TIMEOUT_SECONDS = 5  # a writer holding the lock longer is a fault, not a wait
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -132,15 +132,29 @@ SUMMARY_FILL = (
 # Most operations succeed: that status has no word, the others do (statusother:
 # none or one this version does not know), and a search for it is one without
 # the others' words, which FTS5 reads faster than a word of nearly every row.
+# And words for the day a row was created, its month and its year (d20261102
+# m202611 y2026), when its time sorts within that day as a time of the records'
+# own form would (DAY_START to DAY_END: 2026-11-02T10:00:00Z or naive times do,
+# 2026-11-02 or a time with an offset do not); ``dateodd`` when not: a search
+# between two dates is counted by the full-text index too (see date_words).
 FTS_TYPES = OPERATION_TYPES
 _PLACES = len(FTS_TYPES) + 1  # per trash and step: one column per type, one for the others
 FTS_COLUMNS = tuple(f"c{n}" for n in range(4 * _PLACES))
 _UNWORDED_STATUS = "succeeded"
+DAY_START, DAY_END = "T00:00:00.000Z", "T23:59:59.999Z"
+_DAY, _YEAR, _MONTH = ("substr({r}.created_at, %s)" % span for span in ("1, 10", "1, 4", "6, 2"))
+_DATE_WORDS = (f"CASE WHEN {_DAY} GLOB '[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]' AND "
+               f"{_YEAR} > '0000' AND {_MONTH} BETWEEN '01' AND '12' AND substr({{r}}.created_at,"
+               f" 9, 2) BETWEEN '01' AND '31' AND substr({{r}}.created_at, 11) BETWEEN "
+               f"'{DAY_START}' AND '{DAY_END}' THEN 'y' || {_YEAR} || ' m' || {_YEAR} || {_MONTH}"
+               f" || ' d' || {_YEAR} || {_MONTH} || substr({{r}}.created_at, 9, 2) "
+               f"ELSE 'dateodd' END")
 _FACETS = ("trim(CASE {r}.status WHEN '" + _UNWORDED_STATUS + "' THEN '' "
            + " ".join(f"WHEN '{v}' THEN 'status{v}'" for v in STATUSES if v != _UNWORDED_STATUS)
            + " ELSE 'statusother' END || ' ' || CASE {r}.provider "
            + " ".join(f"WHEN '{v}' THEN 'provider{v}'" for v in PROVIDERS)
-           + " ELSE '' END || CASE WHEN {r}.starred THEN ' starred' ELSE '' END)")
+           + " ELSE '' END || CASE WHEN {r}.starred THEN ' starred' ELSE '' END || ' ' || "
+           + _DATE_WORDS + ")")
 
 
 def fts_column(trashed: bool, step: bool, type_number: int) -> str:
@@ -201,6 +215,8 @@ JOIN_MATCHES_UP_TO = 5000
 # against all its matches. The walk reads rows a chunk at a time, the chunks
 # growing from the first to the last size, and matches MATCHES_AT_ONCE at a time.
 DENSE_FROM = 100
+# A match sorted costs about as much as SORT_COST rows walked (measured at 1,000,000).
+SORT_COST = 3
 # A last word longer than the indexed prefixes (PREFIX_INDEXED) that starts at
 # most PREFIX_WORDS_UP_TO words is searched as those words (see _match).
 PREFIX_WORDS_UP_TO = 10
@@ -413,9 +429,15 @@ class OperationIndex:
     def page(self, filters: Filters, limit: int, offset: int = 0,
              before: str | None = None) -> tuple[list[str], int, str | None]:
         """``(ids, total, next_cursor)`` for one page, newest first; ``before``
-        is the id of the last row already seen (it must be indexed)."""
-        match = self._match(filters)
-        matches, total = self._quick_count(filters, match)
+        is the id of the last row already seen (it must be indexed). One read
+        transaction: the count and the page are of one snapshot."""
+        with self._snapshot():
+            return self._page(filters, limit, offset, before)
+
+    def _page(self, filters: Filters, limit: int, offset: int, before: str | None):
+        search = self._search(filters)
+        matches, total = self._quick_count(filters, search)
+        match = search.match if search else None
         if total is None:
             count_by = "member" if matches and matches > JOIN_MATCHES_UP_TO else "join"
             source, where, params = self._select(filters, count_by, match)
@@ -423,12 +445,13 @@ class OperationIndex:
         if limit == 0:
             return [], total, None
         # Few rows to show: sort them. Many: walk the dates, the first page comes quickly,
-        # unless the matches are so sparse that the walk would be the longer (about one
-        # row walked against one sorted).
+        # unless the matches are so sparse among the rows walked (those of the dates) that
+        # the walk would be the longer (a row walked costs a third of a match sorted).
         want = offset + limit + 1
+        rows = search.rows if search and search.rows is not None else self._rows()
         walk = (matches is not None and total > SORT_MATCHES_UP_TO
-                and matches * matches > self._rows() * want)
-        if walk and matches * DENSE_FROM > self._rows():
+                and matches * matches * SORT_COST > rows * want)
+        if walk and matches * DENSE_FROM > rows:
             found = self._walk_search(filters, match, want, before)[offset:]
         else:
             source, where, params = self._select(filters, "walk" if walk else "join", match)
@@ -440,28 +463,60 @@ class OperationIndex:
         return ids, total, ids[-1] if len(found) > limit else None
 
     def _match(self, filters: Filters) -> str | None:
-        """The full-text query of a search (``fts_query``), or None when there
+        """The full-text query of every row a search may select, or None when
+        there is none (the SQL tests the rest: see ``_search``)."""
+        search = self._search(filters)
+        return search.match if search else None
+
+    def _search(self, filters: Filters) -> "_Search | None":
+        """The full-text queries of a search (``fts_query``), or None when there
         is none. A long last word is spelled as the few words it is a prefix of
         (their list is the index's own): FTS5 reads a prefix's matches whole,
-        twice a page (count, then page), where it skips through words' matches."""
+        twice a page (count, then page), where it skips through words' matches.
+        Dates are the words of the days, months and years between them (see
+        ``date_words``): those that cover fewer rows, wanted or unwanted."""
         if not filters.q:
             return None
         self.connect()
         if not self.has_fts:
             return None
+        last = self._spelled(filters)
+        if not (filters.since or filters.until):
+            match = fts_query(filters, last)
+            return _Search(match, match)
+        years, inside, rows = [], 0, 0
+        for year, n, within in self.execute(
+                "SELECT substr(day, 1, 4), SUM(n), SUM(CASE WHEN day >= ? AND day <= ? THEN n "
+                "ELSE 0 END) FROM summary GROUP BY 1",
+                ((filters.since or "")[:10], (filters.until or "\U0010ffff")[:10])):
+            years += [year] if len(year) == 4 and year.isascii() and year.isdigit() else []
+            rows, inside = rows + n, inside + within
+        words = date_words(filters.since, filters.until, years)
+        checked = fts_query(filters, last, any_of=words["edge"] + ["dateodd"])
+        if 2 * inside <= rows:  # the days' words within, and at the ends
+            counted = fts_query(filters, last, any_of=words["in"]) if words["in"] else ""
+            return _Search(fts_query(filters, last, any_of=words["in"] + words["edge"]
+                                     + ["dateodd"]), counted, checked, inside)
+        return _Search(fts_query(filters, last, none_of=words["out"]),  # the days' words out
+                       fts_query(filters, last, none_of=words["out"] + words["edge"]
+                                 + ["dateodd"]), checked, inside)
+
+    def _spelled(self, filters: Filters) -> list[str] | None:
+        """The words the last word of the search starts, when it is longer than
+        the indexed prefixes, ASCII, and they are few; None otherwise."""
         searched = words(filters.q)
         prefix = searched[-1].lower() if searched else ""
         if len(prefix) <= PREFIX_INDEXED or not prefix.isascii():
-            return fts_query(filters)
+            return None
         found, after = [], prefix
         while len(found) <= PREFIX_WORDS_UP_TO:
             row = self.execute("SELECT term FROM terms WHERE term >= ? AND term < ? LIMIT 1",
                                (after, prefix + "\U0010ffff")).fetchone()
             if row is None:
-                return fts_query(filters, found)
+                return found
             found.append(row[0])
             after = row[0] + "\x01"  # the next word: none holds a control character
-        return fts_query(filters)
+        return None
 
     def _rows(self) -> int:
         return self.execute("SELECT IFNULL(SUM(n), 0) FROM summary").fetchone()[0]
@@ -484,10 +539,12 @@ class OperationIndex:
         the rows walked. The cost follows the page, not the number of matches.
         One read transaction: chunks and matches of one snapshot.
         """
-        # The trash and the steps are the matches' to say: the rows walked are
-        # then read from the index alone.
-        source, where, params = self._select(dataclasses.replace(filters, q="", trash="include",
-                                                                 toplevel=False))
+        # The trash, the steps and the facets are the matches' to say: the rows
+        # walked are then read from the index alone.
+        source, where, params = self._select(dataclasses.replace(
+            filters, q="", trash="include", toplevel=False, starred=False,
+            status=None if filters.status in STATUSES else filters.status,
+            provider=None if filters.provider in PROVIDERS else filters.provider))
         found, size = [], WALK_CHUNKS[0]
         with self._snapshot() as conn:
             matches = _Matches(conn, match)
@@ -520,20 +577,34 @@ class OperationIndex:
         return self.execute(f"SELECT {', '.join(COLUMNS)}{source}{where} "
                             f"ORDER BY created_at DESC, id DESC", params)
 
-    def _quick_count(self, filters: Filters, match: str | None) -> tuple[int | None, int | None]:
+    def _quick_count(self, filters: Filters,
+                     search: "_Search | None") -> tuple[int | None, int | None]:
         """``(prompts matching the search or None, the count or None)``: the
         count comes from the summary, or from the full-text index (whose columns
         know the trash, the steps and the types, and its facets the status, the
-        provider and the star) when the search has no other filter."""
+        provider, the star and the days) when the search has no other filter;
+        rows of a day the dates cut, or whose time is odd, are tested one by one."""
         summary = _summary_where(filters)
         if summary is not None:
             return None, self.execute(f"SELECT IFNULL(SUM(n), 0) FROM summary{summary[0]}",
                                       summary[1]).fetchone()[0]
-        if match is None:
+        if search is None:
             return None, None
-        matches = self.execute("SELECT COUNT(*) FROM prompts WHERE prompts MATCH ?",
-                               (match,)).fetchone()[0]
-        return matches, matches if fts_counts(filters) else None
+        if not fts_counts(filters):
+            return self._fts_count(search.match), None
+        counted, checked = self._fts_count(search.counted), self._fts_count(search.checked)
+        total = counted
+        if checked:
+            source, where, params = self._select(filters, "join", search.checked)
+            total += self.execute(f"SELECT COUNT(*){source}{where}", params).fetchone()[0]
+        return counted + checked, total
+
+    def _fts_count(self, match: str | None) -> int:
+        """The rows of a full-text query; 0 for none ("" or None)."""
+        if not match:
+            return 0
+        return self.execute("SELECT COUNT(*) FROM prompts WHERE prompts MATCH ?",
+                            (match,)).fetchone()[0]
 
     def stats(self, filters: Filters, days: int = 30) -> dict:
         """Counts, success rate, durations, operations per day and storage."""
@@ -736,10 +807,12 @@ def cutoff(older_than: timedelta) -> str:
     return iso(datetime.now(timezone.utc) - older_than)
 
 
-def fts_query(filters: Filters, last: list[str] | None = None) -> str:
+def fts_query(filters: Filters, last: list[str] | None = None, any_of: list[str] | None = None,
+              none_of: list[str] = ()) -> str:
     """Every word of ``filters.q`` must appear (the last as a prefix, or as
     one of ``last``: the words it is a prefix of), in the columns of the rows
-    the filters' trash, steps and types select, with the facets they ask for.
+    the filters' trash, steps and types select, with the facets they ask for,
+    one of the facets ``any_of`` (when given) and none of ``none_of``.
     Only words reach FTS5, one token each, so its syntax never does."""
     searched = words(filters.q)
     terms = [f'"{w}"' for w in searched[:-1]]
@@ -755,7 +828,10 @@ def fts_query(filters: Filters, last: list[str] | None = None) -> str:
     columns = _fts_columns(filters)
     query = (f"{{{' '.join(columns)}}}" if columns else "- {facets}") + f" : ({' AND '.join(terms)})"
     wanted, unwanted = _facets(filters)
-    query = " AND ".join([query] + [f'{{facets}} : "{f}"' for f in wanted])
+    anything = [" OR ".join(f'"{f}"' for f in any_of)] if any_of is not None else []
+    query = " AND ".join([query] + [f'{{facets}} : "{f}"' for f in wanted]
+                         + [f"{{facets}} : ({f})" for f in anything])
+    unwanted += none_of
     if unwanted:
         others = " OR ".join(f'"{f}"' for f in unwanted)
         query = f"({query}) NOT {{facets}} : ({others})"
@@ -786,13 +862,62 @@ def _type_number(op_type: str) -> int:
     return FTS_TYPES.index(op_type) if op_type in FTS_TYPES else len(FTS_TYPES)
 
 
+def date_words(since: str | None, until: str | None, years: list[str]) -> dict[str, list[str]]:
+    """The date words (see ``_DATE_WORDS``) of every day of ``years``, by
+    where the day is: ``in`` the dates, at an ``edge`` (a day they take part
+    of: its rows must be tested) or ``out``; a year's or a month's word when
+    all its days are alike. Days are compared as the times are, as text, so
+    that a time of any form is where the SQL would find it."""
+    low, high = (since or "")[:10], (until or "")[:10]
+    cut_low = since is not None and since[10:] > DAY_START
+    cut_high = until is not None and until[10:] < DAY_END
+
+    def place(day: str) -> str:
+        if since and day < low or until and day > high:
+            return "out"
+        return "edge" if day == low and cut_low or day == high and cut_high else "in"
+
+    def span(first: str, last: str) -> str | None:
+        """The place of every day from ``first`` to ``last``; None when they differ."""
+        if since and last < low or until and first > high:
+            return "out"
+        return "in" if place(first) == place(last) == "in" else None
+
+    found = {"in": [], "edge": [], "out": []}
+    for year in years:
+        if where := span(f"{year}-01-01", f"{year}-12-31"):
+            found[where].append(f"y{year}")
+            continue
+        for month in (f"{m:02d}" for m in range(1, 13)):
+            if where := span(f"{year}-{month}-01", f"{year}-{month}-31"):
+                found[where].append(f"m{year}{month}")
+                continue
+            for day in (f"{d:02d}" for d in range(1, 32)):
+                found[place(f"{year}-{month}-{day}")].append(f"d{year}{month}{day}")
+    return found
+
+
 def fts_counts(filters: Filters) -> bool:
-    """Whether the full-text index alone counts a search with ``filters``."""
+    """Whether the full-text index alone counts a search with ``filters``
+    (the rows of a day the dates cut aside: see ``_quick_count``)."""
     return (filters == Filters(q=filters.q, trash=filters.trash, types=filters.types,
                                toplevel=filters.toplevel, status=filters.status,
-                               provider=filters.provider, starred=filters.starred)
+                               provider=filters.provider, starred=filters.starred,
+                               since=filters.since, until=filters.until)
             and all(t in FTS_TYPES for t in filters.types)
             and filters.status in (None, *STATUSES) and filters.provider in (None, *PROVIDERS))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Search:
+    """A search's full-text queries: ``match``, every row it may select (the
+    SQL tests the rest); ``counted``, rows it selects that the full-text index
+    counts alone ("": none); ``checked``, rows whose time the SQL must test;
+    ``rows``, how many rows the dates' days hold (None: no dates)."""
+    match: str
+    counted: str
+    checked: str | None = None
+    rows: int | None = None
 
 
 class _Matches:
