@@ -1664,7 +1664,8 @@ def test_a_batch_of_rows_is_written_whole_or_not_at_all(tmp_path):
     assert list(index.ids()) == ["20261101_good"]
 
 
-def test_an_index_of_another_version_is_named_as_such(tmp_path, monkeypatch):
+def test_an_index_of_another_version_is_named_as_such(tmp_path, monkeypatch, caplog):
+    """An upgrade: a warning, not an error, and the health names the versions."""
     import sqlite3
     from generation_studio.history.rebuild import IndexKeeper
     path = tmp_path / "ops" / ".index" / "history.sqlite3"
@@ -1675,7 +1676,12 @@ def test_an_index_of_another_version_is_named_as_such(tmp_path, monkeypatch):
     history.start(wait=True)
     from generation_studio.history.index import SCHEMA_VERSION
     assert history.health()["indexProblem"] == \
-        f"DatabaseError: index of another version (99, expected {SCHEMA_VERSION})"
+        f"OtherVersion: index of another version (99, expected {SCHEMA_VERSION})"
+    told = [r for r in caplog.records if "history index" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in told] == [
+        ("WARNING", f"The history index {path} was made by another version of the studio "
+                    f"(index of another version (99, expected {SCHEMA_VERSION})): the history "
+                    f"answers from the records while it is rebuilt in the background")]
 
 
 def test_a_new_index_searches_words_not_parts_of_words(history):

@@ -133,10 +133,11 @@ SUMMARY_FILL = (
 # none or one this version does not know), and a search for it is one without
 # the others' words, which FTS5 reads faster than a word of nearly every row.
 # And words for the day a row was created, its month and its year (d20261102
-# m202611 y2026), when its time sorts within that day as a time of the records'
-# own form would (DAY_START to DAY_END: 2026-11-02T10:00:00Z or naive times do,
-# 2026-11-02 or a time with an offset do not); ``dateodd`` when not: a search
-# between two dates is counted by the full-text index too (see date_words).
+# m202611 y2026), when what follows the day sorts from DAY_START to DAY_END as
+# the records' own times do (2026-11-02T10:00:00Z and naive times do too; a day
+# alone or 2026-11-02T00:00:00 do not, being before DAY_START); ``dateodd`` when
+# not: a search between two dates is counted by the full-text index too (see
+# date_words). Times are compared as text, as the SQL compares them.
 FTS_TYPES = OPERATION_TYPES
 _PLACES = len(FTS_TYPES) + 1  # per trash and step: one column per type, one for the others
 FTS_COLUMNS = tuple(f"c{n}" for n in range(4 * _PLACES))
@@ -252,6 +253,10 @@ def _number(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+class OtherVersion(sqlite3.DatabaseError):
+    """An index file made by another version of the studio (an upgrade): rebuilt."""
+
+
 class OperationIndex:
     def __init__(self, path):
         self.path = Path(path)
@@ -285,8 +290,7 @@ class OperationIndex:
             _refuse_a_dead_refill(conn)
             return
         if version != 0:
-            raise sqlite3.DatabaseError(f"index of another version ({version}, "
-                                        f"expected {SCHEMA_VERSION})")
+            raise OtherVersion(f"index of another version ({version}, expected {SCHEMA_VERSION})")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=OFF")  # a cache: a crash costs a rebuild, not data
         conn.executescript(SCHEMA + INDEXES + SUMMARY_TRIGGERS)

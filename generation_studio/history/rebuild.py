@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 
 from ..storage import archive, layout
-from .index import OperationIndex, row_of, sources_of
+from .index import OperationIndex, OtherVersion, row_of, sources_of
 
 BATCH = 5000  # rows per transaction, records read per pass
 # What a broken index raises: SQLite's errors, or the OS's for its file or folder.
@@ -282,9 +282,14 @@ class IndexKeeper:
             if self.problem is not None:
                 return
             self.problem = f"{type(error).__name__}: {error}"
-        self.service.log.error("The history index %s cannot be used (%s): the history answers "
-                               "from the records while it is rebuilt in the background",
-                               self.index.path, error)
+        if isinstance(error, OtherVersion):  # expected after an upgrade: not a fault
+            self.service.log.warning("The history index %s was made by another version of the "
+                                     "studio (%s): the history answers from the records while it "
+                                     "is rebuilt in the background", self.index.path, error)
+        else:
+            self.service.log.error("The history index %s cannot be used (%s): the history "
+                                   "answers from the records while it is rebuilt in the "
+                                   "background", self.index.path, error)
         self._thread = threading.Thread(target=self._rebuild, daemon=True, name="index-rebuild")
         self._thread.start()
 
