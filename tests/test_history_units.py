@@ -927,16 +927,23 @@ def test_a_long_last_word_is_searched_as_the_few_words_it_starts(history, monkey
 def test_dates_are_the_words_of_whole_years_months_and_days_and_the_days_they_cut():
     from generation_studio.history.index import date_words
     since_october = date_words("2026-10-01T00:00:00.000Z", None, ["2025", "2026"])
-    assert since_october == {"in": ["m202610", "m202611", "m202612"], "edge": [],
-                             "out": ["y2025"] + [f"m2026{m:02d}" for m in range(1, 10)]}
-    cut = date_words("2026-10-30T10:00:00.000Z", "2026-11-02T23:59:59.999Z", ["2026", "2027"])
-    assert cut["in"] == ["d20261031", "d20261101", "d20261102"]
-    assert cut["edge"] == ["d20261030"]
-    assert cut["out"] == ([f"m2026{m:02d}" for m in range(1, 10)]
-                          + [f"d202610{d:02d}" for d in range(1, 30)]
-                          + [f"d202611{d:02d}" for d in range(3, 32)] + ["m202612", "y2027"])
+    assert since_october == {"in": ['"m202610"', '"m202611"', '"m202612"'], "edge": [],
+                             "out": ['"y2025"'] + [f'"m2026{m:02d}"' for m in range(1, 10)]}
+    # A month cut: its word less the days elsewhere, where most of its days are.
+    cut = date_words("2026-10-30T10:00:00.000Z", "2026-11-03T23:59:59.999Z", ["2026", "2027"])
+    assert cut["in"] == ['"d20261031"', '"d20261101"', '"d20261102"', '"d20261103"']
+    assert cut["edge"] == ['"d20261030"']
+    assert cut["out"] == (
+        [f'"m2026{m:02d}"' for m in range(1, 10)]
+        + ['("m202610" NOT ("d20261030" OR "d20261031"))',
+           '("m202611" NOT ("d20261101" OR "d20261102" OR "d20261103"))', '"m202612"', '"y2027"'])
+    most_of_november = date_words("2026-11-03", "2026-11-29T23:59:59.999Z", ["2026"])
+    assert most_of_november["in"] == ['("m202611" NOT ("d20261101" OR "d20261102" OR '
+                                      '"d20261130" OR "d20261131"))']
+    assert most_of_november["out"][-5:] == ['"d20261101"', '"d20261102"', '"d20261130"',
+                                            '"d20261131"', '"m202612"']
     one_day = date_words("2026-11-02", "2026-11-02T12:00:00.000Z", ["2026"])
-    assert (one_day["in"], one_day["edge"]) == ([], ["d20261102"])
+    assert (one_day["in"], one_day["edge"]) == ([], ['"d20261102"'])
 
 
 @pytest.mark.parametrize("filters, alone", [

@@ -143,6 +143,7 @@ _PLACES = len(FTS_TYPES) + 1  # per trash and step: one column per type, one for
 FTS_COLUMNS = tuple(f"c{n}" for n in range(4 * _PLACES))
 _UNWORDED_STATUS = "succeeded"
 DAY_START, DAY_END = "T00:00:00.000Z", "T23:59:59.999Z"
+ODD = '"dateodd"'  # the full-text expression of rows without date words
 _DAY, _YEAR, _MONTH = ("substr({r}.created_at, %s)" % span for span in ("1, 10", "1, 4", "6, 2"))
 _DATE_WORDS = (f"CASE WHEN {_DAY} GLOB '[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]' AND "
                f"{_YEAR} > '0000' AND {_MONTH} BETWEEN '01' AND '12' AND substr({{r}}.created_at,"
@@ -496,14 +497,14 @@ class OperationIndex:
             years += [year] if len(year) == 4 and year.isascii() and year.isdigit() else []
             rows, inside = rows + n, inside + within
         words = date_words(filters.since, filters.until, years)
-        checked = fts_query(filters, last, any_of=words["edge"] + ["dateodd"])
+        checked = fts_query(filters, last, any_of=words["edge"] + [ODD])
         if 2 * inside <= rows:  # the days' words within, and at the ends
             counted = fts_query(filters, last, any_of=words["in"]) if words["in"] else ""
             return _Search(fts_query(filters, last, any_of=words["in"] + words["edge"]
-                                     + ["dateodd"]), counted, checked, inside)
+                                     + [ODD]), counted, checked, inside)
         return _Search(fts_query(filters, last, none_of=words["out"]),  # the days' words out
                        fts_query(filters, last, none_of=words["out"] + words["edge"]
-                                 + ["dateodd"]), checked, inside)
+                                 + [ODD]), checked, inside)
 
     def _spelled(self, filters: Filters) -> list[str] | None:
         """The words the last word of the search starts, when it is longer than
@@ -816,7 +817,8 @@ def fts_query(filters: Filters, last: list[str] | None = None, any_of: list[str]
     """Every word of ``filters.q`` must appear (the last as a prefix, or as
     one of ``last``: the words it is a prefix of), in the columns of the rows
     the filters' trash, steps and types select, with the facets they ask for,
-    one of the facets ``any_of`` (when given) and none of ``none_of``.
+    one of the facets' expressions ``any_of`` (when given, not empty) and none
+    of ``none_of`` (``date_words``).
     Only words reach FTS5, one token each, so its syntax never does."""
     searched = words(filters.q)
     terms = [f'"{w}"' for w in searched[:-1]]
@@ -832,13 +834,12 @@ def fts_query(filters: Filters, last: list[str] | None = None, any_of: list[str]
     columns = _fts_columns(filters)
     query = (f"{{{' '.join(columns)}}}" if columns else "- {facets}") + f" : ({' AND '.join(terms)})"
     wanted, unwanted = _facets(filters)
-    anything = [" OR ".join(f'"{f}"' for f in any_of)] if any_of is not None else []
+    anything = [" OR ".join(any_of)] if any_of is not None else []
     query = " AND ".join([query] + [f'{{facets}} : "{f}"' for f in wanted]
                          + [f"{{facets}} : ({f})" for f in anything])
-    unwanted += none_of
+    unwanted = [f'"{f}"' for f in unwanted] + list(none_of)
     if unwanted:
-        others = " OR ".join(f'"{f}"' for f in unwanted)
-        query = f"({query}) NOT {{facets}} : ({others})"
+        query = f"({query}) NOT {{facets}} : ({' OR '.join(unwanted)})"
     return query
 
 
@@ -867,11 +868,13 @@ def _type_number(op_type: str) -> int:
 
 
 def date_words(since: str | None, until: str | None, years: list[str]) -> dict[str, list[str]]:
-    """The date words (see ``_DATE_WORDS``) of every day of ``years``, by
-    where the day is: ``in`` the dates, at an ``edge`` (a day they take part
-    of: its rows must be tested) or ``out``; a year's or a month's word when
-    all its days are alike. Days are compared as the times are, as text, so
-    that a time of any form is where the SQL would find it."""
+    """The full-text expressions of the date words (see ``_DATE_WORDS``) of
+    every day of ``years``, by where the day is: ``in`` the dates, at an
+    ``edge`` (a day they take part of: its rows must be tested) or ``out``.
+    A year's or a month's word when all its days are alike; a month the dates
+    cut is its word less its other days where most of its days are, and those
+    days (FTS5 reads a few words faster than thirty). Days are compared as the
+    times are, as text, so that a time of any form is where the SQL finds it."""
     low, high = (since or "")[:10], (until or "")[:10]
     cut_low = since is not None and since[10:] > DAY_START
     cut_high = until is not None and until[10:] < DAY_END
@@ -890,14 +893,19 @@ def date_words(since: str | None, until: str | None, years: list[str]) -> dict[s
     found = {"in": [], "edge": [], "out": []}
     for year in years:
         if where := span(f"{year}-01-01", f"{year}-12-31"):
-            found[where].append(f"y{year}")
+            found[where].append(f'"y{year}"')
             continue
         for month in (f"{m:02d}" for m in range(1, 13)):
             if where := span(f"{year}-{month}-01", f"{year}-{month}-31"):
-                found[where].append(f"m{year}{month}")
+                found[where].append(f'"m{year}{month}"')
                 continue
-            for day in (f"{d:02d}" for d in range(1, 32)):
-                found[place(f"{year}-{month}-{day}")].append(f"d{year}{month}{day}")
+            places = {f"d{year}{month}{d:02d}": place(f"{year}-{month}-{d:02d}")
+                      for d in range(1, 32)}
+            most = max(("in", "out"), key=list(places.values()).count)
+            others = [f'"{day}"' for day, where in places.items() if where != most]
+            found[most].append(f'("m{year}{month}" NOT ({" OR ".join(others)}))')
+            for day, where in places.items():
+                found[where] += [f'"{day}"'] if where != most else []
     return found
 
 
