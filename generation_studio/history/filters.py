@@ -67,10 +67,12 @@ class Filters:
 def _words_match(q: str | None, prompt: str) -> bool:
     """The index's search rule: every word of ``q`` is a word of the prompt,
     the last one as a prefix; words as FTS5 cuts and folds them (case and
-    accents aside)."""
-    found, query = {_folded(w) for w in words(prompt)}, [_folded(w) for w in words(q or "")]
-    return all(any(p == w or (i == len(query) - 1 and p.startswith(w)) for p in found)
-               for i, w in enumerate(query))
+    accents aside). A search of no such word (``_``) finds nothing."""
+    if not q:
+        return True
+    found, query = {_folded(w) for w in words(prompt)}, [_folded(w) for w in words(q)]
+    return bool(query) and all(any(p == w or (i == len(query) - 1 and p.startswith(w))
+                                   for p in found) for i, w in enumerate(query))
 
 
 def _folded(word: str) -> str:
