@@ -995,7 +995,8 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
 
     def created():  # the records' own times, mostly, and odd ones
         if rng.random() < 0.03:
-            return rng.choice([None, "yesterday", "2026-13-01T10:00:00.000Z", "2026"])
+            return rng.choice([None, "yesterday", "2026-13-01T10:00:00.000Z", "2026",
+                               "2\"26-01-01T10:00:00.000Z"])
         return rng.choice(days) + rng.choice(times[:3] * 6 + times[3:])
 
     rows = {}
