@@ -499,7 +499,7 @@ class OperationIndex:
         words = date_words(filters.since, filters.until, years)
         checked = fts_query(filters, last, any_of=words["edge"] + [ODD])
         if 2 * inside <= rows:  # the days' words within, and at the ends
-            counted = fts_query(filters, last, any_of=words["in"]) if words["in"] else ""
+            counted = fts_query(filters, last, any_of=words["in"]) if words["in"] else None
             return _Search(fts_query(filters, last, any_of=words["in"] + words["edge"]
                                      + [ODD]), counted, checked, inside)
         return _Search(fts_query(filters, last, none_of=words["out"]),  # the days' words out
@@ -605,8 +605,8 @@ class OperationIndex:
         return counted + checked, total
 
     def _fts_count(self, match: str | None) -> int:
-        """The rows of a full-text query; 0 for none ("" or None)."""
-        if not match:
+        """The rows of a full-text query; 0 for none."""
+        if match is None:
             return 0
         return self.execute("SELECT COUNT(*) FROM prompts WHERE prompts MATCH ?",
                             (match,)).fetchone()[0]
@@ -924,10 +924,10 @@ def fts_counts(filters: Filters) -> bool:
 class _Search:
     """A search's full-text queries: ``match``, every row it may select (the
     SQL tests the rest); ``counted``, rows it selects that the full-text index
-    counts alone ("": none); ``checked``, rows whose time the SQL must test;
+    counts alone (None: none); ``checked``, rows whose time the SQL must test;
     ``rows``, how many rows the dates' days hold (None: no dates)."""
     match: str
-    counted: str
+    counted: str | None
     checked: str | None = None
     rows: int | None = None
 
