@@ -945,6 +945,8 @@ def test_dates_are_the_words_of_whole_years_months_and_days_and_the_days_they_cu
                                             '"d20261131"', '"m202612"']
     one_day = date_words("2026-11-02", "2026-11-02T12:00:00.000Z", ["2026"])
     assert (one_day["in"], one_day["edge"]) == ([], ['"d20261102"'])
+    backwards = date_words("2026-02-20", "2026-02-10T23:59:59.999Z", ["2026"])  # nothing in
+    assert backwards == {"in": [], "edge": [], "out": [f'"m2026{m:02d}"' for m in range(1, 13)]}
 
 
 @pytest.mark.parametrize("filters, alone", [

@@ -169,7 +169,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
     {', '.join(FTS_COLUMNS)}, facets, content='', columnsize=0, detail=column,
     prefix='{' '.join(str(n) for n in range(1, PREFIX_INDEXED + 1))}');
 """
-# The words of the full-text index, to find those a prefix stands for (see _match).
+# The words of the full-text index, to find those a prefix stands for (see _spelled).
 FTS_TERMS = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.terms USING fts5vocab(main, prompts, instance)"
 
 # The column of row {r}: its number, then the prompt in that column alone, and its facets.
@@ -220,7 +220,7 @@ DENSE_FROM = 100
 # A match sorted costs about as much as SORT_COST rows walked (measured at 1,000,000).
 SORT_COST = 3
 # A last word longer than the indexed prefixes (PREFIX_INDEXED) that starts at
-# most PREFIX_WORDS_UP_TO words is searched as those words (see _match).
+# most PREFIX_WORDS_UP_TO words is searched as those words (see _spelled).
 PREFIX_WORDS_UP_TO = 10
 WALK_CHUNKS = (256, 8192)
 MATCHES_AT_ONCE = 1000
@@ -903,7 +903,8 @@ def date_words(since: str | None, until: str | None, years: list[str]) -> dict[s
                       for d in range(1, 32)}
             most = max(("in", "out"), key=list(places.values()).count)
             others = [f'"{day}"' for day, where in places.items() if where != most]
-            found[most].append(f'("m{year}{month}" NOT ({" OR ".join(others)}))')
+            found[most].append(f'("m{year}{month}" NOT ({" OR ".join(others)}))' if others
+                               else f'"m{year}{month}"')  # all out: since after until
             for day, where in places.items():
                 found[where] += [f'"{day}"'] if where != most else []
     return found
