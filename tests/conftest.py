@@ -27,6 +27,17 @@ def system_temp(tmp_path_factory):
         os.environ["TMPDIR"] = before[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def quick_index_retries():
+    """An index that cannot be rebuilt (an unusable folder) is retried after
+    5, 30 and 120 s: its thread would outlive its test by minutes and log into
+    the tests after it. Here the retries come at once."""
+    from generation_studio.history import rebuild
+    before, rebuild.RETRY_SECONDS = rebuild.RETRY_SECONDS, (0.05, 0.05, 0.05)
+    yield
+    rebuild.RETRY_SECONDS = before
+
+
 @pytest.fixture
 def storage_dir(tmp_path) -> Path:
     return tmp_path / "operations"
