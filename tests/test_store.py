@@ -50,6 +50,65 @@ def test_save_writes_record_inputs_and_output_named_by_content(store):
     assert on_disk["schemaVersion"] == records.SCHEMA_VERSION
 
 
+def noise_png(size) -> bytes:
+    """A PNG that does not compress: ``size`` pixels of random colours."""
+    import io
+
+    from PIL import Image
+    out = io.BytesIO()
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_each_file_s_entry_describes_its_bytes_on_disk_small_or_large(store):
+    """Large files are hashed on a helper thread while they are written: the
+    entry must still be theirs, in their order."""
+    import hashlib
+    files = [noise_png((200, 150)), png_bytes((5, 4)), noise_png((200, 120)), png_bytes((7, 3))]
+    assert [len(f) >= 64 * 1024 for f in files] == [True, False, True, False]
+    record = store.save({}, inputs=[(f, None) for f in files[:2]], outputs=files[2:])
+    entries = record["inputImages"] + record["outputs"]
+    on_disk = [(store.root / e["file"]).read_bytes() for e in entries]
+    assert on_disk == files
+    assert [(e["sha256"], e["bytes"], e["width"], e["height"]) for e in entries] == [
+        (hashlib.sha256(f).hexdigest(), len(f), w, h)
+        for f, (w, h) in zip(files, [(200, 150), (5, 4), (200, 120), (7, 3)])]
+
+
+def test_a_forked_process_saves_large_files_too(store):
+    """gunicorn and the index's readers fork: the helper thread of the parent
+    is not in the child, which must make its own and not wait forever."""
+    store.save({}, outputs=[noise_png((200, 150))])  # the parent's helper thread exists
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        try:
+            store.save({"prompt": "from the child"}, outputs=[noise_png((200, 150))])
+        finally:
+            os._exit(0)
+    for _ in range(200):
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        pytest.fail("the child process hung saving a large file")
+    prompts = [json.loads(p.read_text()).get("prompt") for p in store.root.glob("*.json")]
+    assert sorted(prompts, key=str) == [None, "from the child"]
+
+
+def test_a_save_while_the_interpreter_exits_still_describes_large_files(store, monkeypatch):
+    """At exit no thread takes new work (a worker may still be saving then)."""
+    import concurrent.futures.thread
+    store.save({}, outputs=[noise_png((200, 150))])  # the helper threads exist
+    monkeypatch.setattr(concurrent.futures.thread, "_shutdown", True)
+    data = noise_png((200, 150))
+    record = store.save({}, outputs=[data])
+    assert (store.root / record["resultFile"]).read_bytes() == data
+    assert (record["outputs"][0]["width"], record["outputs"][0]["bytes"]) == (200, len(data))
+
+
 def test_several_outputs_are_numbered(store):
     record = store.save({}, outputs=[png_bytes(), png_bytes(fmt="JPEG")])
     op_id = record["operationId"]

@@ -12,6 +12,8 @@ import json
 import os
 import stat
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,40 @@ class Listing:
     records: set = field(default_factory=set)  # ids with a record
     temp: list = field(default_factory=list)  # (name, mtime) of temp files
     skipped: dict = field(default_factory=dict)  # name -> why it is not read
+
+
+class _Describer:
+    """``media.describe`` of large bytes on a helper thread, so that hashing
+    them (sha256 releases the GIL) overlaps their write and fsync."""
+
+    FROM_BYTES = 64 * 1024  # below this the hand-over costs more than it saves
+
+    def __init__(self):
+        self.forget()
+        os.register_at_fork(after_in_child=self.forget)
+
+    def forget(self) -> None:
+        """A forked process has none of its parent's threads: it starts its own."""
+        self._lock, self._pool = threading.Lock(), None
+
+    def describe(self, data: bytes):
+        """A function returning ``media.describe(data)``."""
+        if len(data) >= self.FROM_BYTES:
+            try:
+                return self._executor().submit(media.describe, data).result
+            except RuntimeError:  # the interpreter is exiting: no new work for threads
+                pass
+        info = media.describe(data)
+        return lambda: info
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="describe")
+            return self._pool
+
+
+_describer = _Describer()
 
 
 class OperationFolder:
@@ -101,12 +137,15 @@ class OperationFolder:
                      json.dumps(record, indent=2, ensure_ascii=False).encode(), sync_dir)
 
     def _write_file(self, written: list, name_for, data, **extra) -> dict:
-        info = media.describe(data)
-        path = self.path(name_for(info.ext))
         if isinstance(data, Path):
+            info = media.describe(data)
+            path = self.path(name_for(info.ext))
             move_atomic(data, path, sync_dir=False)
         else:
+            path = self.path(name_for(media.sniff(media.head(data))[0]))
+            described = _describer.describe(data)  # hashed while the bytes go to disk
             write_atomic(path, data, sync_dir=False)
+            info = described()
         written.append(path)
         entry = {"file": path.name, "contentType": info.content_type, "bytes": info.size,
                  "sha256": info.sha256, "width": info.width, "height": info.height}
