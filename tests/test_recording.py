@@ -2,6 +2,7 @@
 
 import base64
 import logging
+import re
 import shutil
 from datetime import datetime
 
@@ -14,12 +15,14 @@ from .conftest import open_image, png_bytes, stored_names
 PROMPT = {"prompt": "a lighthouse by the sea", "aspectRatio": "16:9", "seed": 42}
 
 
-def test_success_is_recorded_with_its_result(client, records, storage_dir):
-    response = client.post("/api/generate/text-to-image", json={**PROMPT, "guidance": 3.5})
+def test_success_is_recorded_with_its_result(client, records, storage_dir, caplog):
+    with caplog.at_level(logging.INFO):
+        response = client.post("/api/generate/text-to-image", json={**PROMPT, "guidance": 3.5})
     assert response.status_code == 200
     body = response.get_json()
     [record] = records()
     op_id = record["operationId"]
+    assert f"Operation accepted: {op_id} (text_to_image)" in caplog.messages
     assert body["success"] is True and body["operationId"] == op_id and body["saved"] is True
     assert record["operationType"] == "text_to_image"
     assert record["status"] == "succeeded"
@@ -135,7 +138,10 @@ def test_unwritable_storage_still_answers_200_and_logs(client, storage_dir, capl
     assert body["success"] is True and body["saved"] is False and body["operationId"] is None
     # Nothing keeps the result, so it comes inline rather than being lost.
     assert body["resultUrl"].startswith("data:image/jpeg;base64,")
-    assert any("Could not save operation" in r.getMessage() for r in caplog.records)
+    [line] = [m for m in caplog.messages if m.startswith("Could not save operation ")]
+    assert re.fullmatch(r"Could not save operation \d{8}_[a-z0-9]{12} \(text_to_image\): "
+                        r"\[Errno 20\] Not a directory: '.+'; it runs in the request and its "
+                        r"result is sent inline", line), line
 
 
 def test_unwritable_storage_keeps_the_error_answer_of_a_failed_request(client, storage_dir,
