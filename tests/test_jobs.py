@@ -70,6 +70,17 @@ def test_an_accepted_operation_is_on_disk_queued_before_it_runs(make, storage_di
     seed = record["task"]["params"]["seed"]
     assert isinstance(seed, int) and record["task"]["params"]["strength"] == 0.4
     assert record["outputs"] == [] and record["startedAt"] is None
+    assert list(record) == [  # the record as a person reads it with cat, in this order
+        "operationId", "operationType", "status", "createdAt", "startedAt", "completedAt",
+        "durationMs", "progress", "prompt", "parameters", "task", "resultUrl", "resultUrls",
+        "workflowAnalysis", "error", "errorType", "provider", "schemaVersion", "inputImages",
+        "outputs", "resultFile"]
+    assert [record[k] for k in ("completedAt", "durationMs", "resultUrl", "resultUrls",
+                                "workflowAnalysis", "error", "errorType", "resultFile")] == \
+        [None, None, None, [], None, None, None, None]
+    assert record["provider"] == {"name": "local", "model": None}
+    assert (record["task"]["operation"], record["task"]["route"]) == (
+        "img_to_img", "/api/generate/img-to-img")
     app.extensions["jobs"].start_workers()
     done = wait_for_status(app, op_id, ("succeeded",))
     assert done["createdAt"] <= done["startedAt"] <= done["completedAt"]
