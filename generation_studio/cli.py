@@ -14,6 +14,7 @@ from .catalog import OPERATION_TYPES
 from .errors import human_size
 from .history import IndexUnavailable, NotFound, current_history, export, filters, retention
 from .history.filters import FilterError
+from .history.index import IndexBusy
 from .jobs import current_jobs, queue
 from .storage import archive, layout
 from .storage.atomic import atomic_file
@@ -165,7 +166,10 @@ def reindex_command():
         def advance(steps: int) -> None:
             bar.length = service.keeper.progress[1]  # known once the folder is listed
             bar.update(steps)
-        result = service.reindex(progress=advance)
+        try:
+            result = service.reindex(progress=advance)
+        except IndexBusy as e:
+            raise click.ClickException(str(e)) from None
     for name, why in sorted(result["skipped"].items()):
         click.echo(f"Skipped {name}: {why}", err=True)
     skipped = result["skipped"]

@@ -197,14 +197,27 @@ def test_an_index_whose_refill_died_half_way_is_rebuilt(history, tmp_path):
                                ).fetchone() == (1,)
 
 
-def test_an_index_being_refilled_by_a_live_process_is_used(history):
-    save(history)
+def test_an_index_being_refilled_by_a_live_process_is_kept_but_not_read(history):
+    """Another process (``flask history reindex``) refills the index: it is
+    not broken, but holds only part of the rows until the refill ends, so the
+    history answers from the records meanwhile and says so."""
+    op_id = save(history)["operationId"]
+    history.index.execute("DELETE FROM operations")  # the refill has not reached it yet
     history.index.execute("INSERT INTO meta VALUES ('refill', ?)",
-                          (f"{os.getpid()} {time.time()}",))
+                          (f"{os.getppid()} {time.time() - 5}",))
     again = HistoryService(history.root, history.index.path)
     again.start(wait=True)
-    assert (again.keeper.problem, again.count(Filters())) == (None, 1)
+    page = again.page(Filters(), 10)
+    assert ([r["operationId"] for r in page.operations], page.degraded) == ([op_id], True)
+    assert again.count(Filters()) is None
+    health = again.health()
+    assert (health["index"], health["indexProblem"], health["indexProgress"]) == (
+        "rebuilding", f"being rebuilt by process {os.getppid()}", None)
+    assert again.keeper.problem is None  # not taken for broken: nothing rebuilds it here
     history.index.execute("DELETE FROM meta WHERE key = 'refill'")
+    again.keeper.catch_up(again.index)  # as the refill's end leaves it: every row
+    assert (again.count(Filters()), again.page(Filters(), 10).degraded) == (1, False)
+    assert again.health()["index"] == "ok"
 
 
 def test_many_records_are_read_by_reader_processes_alike(history, monkeypatch):

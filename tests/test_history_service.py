@@ -107,6 +107,66 @@ def test_files_that_are_not_records_are_counted_and_named(storage_dir, tmp_path)
     assert "skipped: 4 — 20251103_broken.json" in client.get("/admin").get_data(as_text=True)
 
 
+SLOW_REINDEX = """
+import sys, time
+from generation_studio import create_app
+from generation_studio.history import rebuild
+reads = rebuild.rows_of
+def slow_reads(*args):  # as on a large folder: the refill lasts
+    for found in reads(*args):
+        time.sleep(0.004)
+        yield found
+rebuild.rows_of = slow_reads
+app = create_app({"STORAGE_DIR": sys.argv[1], "HISTORY_CHECK_WAITS": True})
+print(app.extensions["history"].reindex()["added"], flush=True)
+"""
+
+
+def test_a_reindex_by_another_process_never_shows_part_of_the_history(storage_dir):
+    """``flask history reindex`` in another process empties the index and
+    refills it: meanwhile the server's history answers from the records (every
+    one of them, marked degraded), never from the part refilled so far."""
+    for n in range(400):
+        guide_record(storage_dir, f"20251103_{n:06x}", "a lighthouse")
+    client = make_app(storage_dir).test_client()
+    assert client.get("/api/history?limit=5").get_json()["total"] == 400
+    reindex = subprocess.Popen([sys.executable, "-c", SLOW_REINDEX, str(storage_dir)],
+                               stdout=subprocess.PIPE, text=True)
+    seen, health = [], None
+    while reindex.poll() is None:
+        body = client.get("/api/history?limit=5").get_json()
+        seen.append((body["total"], "degraded" in body,
+                     tuple(o["operationId"] for o in body["operations"])))
+        if "degraded" in body and health is None:
+            health = client.get("/api/health").get_json()
+        time.sleep(0.02)
+    assert reindex.stdout.read() == "400\n" and reindex.returncode == 0
+    newest = tuple(f"20251103_{n:06x}" for n in range(399, 394, -1))
+    assert {s for s in seen if s[1]} == {(None, True, newest)}  # the refill was seen, whole
+    assert {s for s in seen if not s[1]} <= {(400, False, newest)}
+    assert (health["status"], health["history"]["index"], health["history"]["indexProblem"]) == (
+        "degraded", "rebuilding", f"being rebuilt by process {reindex.pid}")
+    after = client.get("/api/history?limit=5").get_json()
+    assert (after["total"], "degraded" in after) == (400, False)
+    assert client.get("/api/history?q=lighthouse&limit=5").get_json()["total"] == 400
+
+
+def test_a_second_reindex_while_one_runs_is_refused_and_changes_nothing(storage_dir):
+    for n in range(300):
+        guide_record(storage_dir, f"20251103_{n:06x}", "a lighthouse")
+    app = make_app(storage_dir)
+    reindex = subprocess.Popen([sys.executable, "-c", SLOW_REINDEX, str(storage_dir)],
+                               stdout=subprocess.PIPE, text=True)
+    index = app.extensions["history"].index
+    assert wait_for(lambda: index.get_meta("refill") is not None)
+    result = app.test_cli_runner().invoke(args=["history", "reindex"])
+    assert (result.exit_code, result.output.splitlines()[-1]) == (
+        1, f"Error: the history index is being rebuilt by process {reindex.pid}: try again "
+           "when it is done")
+    assert reindex.wait(60) == 0 and reindex.stdout.read() == "300\n"
+    assert app.test_client().get("/api/history?q=lighthouse").get_json()["total"] == 300
+
+
 def test_reindex_of_an_index_of_another_version_rebuilds_it_once_in_its_place(
         storage_dir, caplog, monkeypatch):
     """The CLI's start-up check finds the old index and rebuilds it in the

@@ -762,10 +762,10 @@ def test_reindex_makes_a_new_index_when_the_old_one_cannot_be_cleared(history, m
     ops = [save(history)["operationId"] for _ in range(3)]
     old = history.index
 
-    def clear():
+    def refill(empty=True):
         raise sqlite3.DatabaseError("database disk image is malformed")
 
-    monkeypatch.setattr(old, "clear", clear)
+    monkeypatch.setattr(old, "refill", refill)  # where a rebuild empties it
     seen = []
     summary = history.reindex(progress=seen.append)
     assert (summary["added"], summary["total"], seen) == (3, 3, [1, 1, 1])
@@ -1071,6 +1071,22 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
     with history.index.refill():  # as a rebuild fills it: the full-text index made at the end
         history.index.add(list(rows.values()))
     check()
+
+
+def test_a_refill_of_an_empty_index_counts_rows_written_just_before_it_once(history):
+    """The start-up check found the index empty; while it listed the folder a
+    server saved a record, with its full-text entry (the triggers were still
+    there). The bulk refill keeps that row, and its words as they are at the
+    end: not the entry made before a change."""
+    history.index.clear()
+    early = save(history, prompt="a quiet harbour")["operationId"]
+    with history.index.refill(empty=False):
+        late = save(history, prompt="a busy harbour")["operationId"]
+        history.update(early, lambda record: {"prompt": "a loud harbour"})
+    assert sorted(history.index.ids()) == sorted([early, late])
+    assert [history.count(Filters(q=q)) for q in ("harbour", "quiet", "loud", "busy")] == \
+        [2, 0, 1, 1]
+    assert history.count(Filters()) == 2  # the summary, made again from every row
 
 
 # Records of any writer, and their index rows --------------------------------------------

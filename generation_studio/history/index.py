@@ -254,6 +254,10 @@ def _number(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+class IndexBusy(RuntimeError):
+    """Another process is refilling the index (``OperationIndex.refill``)."""
+
+
 class OtherVersion(sqlite3.DatabaseError):
     """An index file made by another version of the studio (an upgrade): rebuilt."""
 
@@ -288,7 +292,7 @@ class OperationIndex:
                 conn.execute(FTS_TERMS)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")  # a cache: a crash costs a rebuild, not data
-            _refuse_a_dead_refill(conn)
+            _refilled_by(conn)
             return
         if version != 0:
             raise OtherVersion(f"index of another version ({version}, expected {SCHEMA_VERSION})")
@@ -340,17 +344,26 @@ class OperationIndex:
             self._make_triggers(conn)
 
     @contextlib.contextmanager
-    def refill(self):
-        """Fill an empty index fast: while the caller adds rows, the secondary
+    def refill(self, empty: bool = True):
+        """Empty the index (unless not ``empty``: it is, but for rows written
+        since) and fill it fast: while the caller adds rows, the secondary
         indexes, the full-text entries and the summary are left aside; they
-        are made from all the rows at once at the end. Other processes keep
-        answering meanwhile (slower) and what they write is kept. A refill
-        whose process dies half-way is refused by the next connection
-        (``_prepare``), so the index is rebuilt."""
+        are made from all the rows at once at the end. Meanwhile the index is
+        marked as being refilled (``refilled_by``), so that other processes
+        answer from the records, and what they write is kept. A refill whose
+        process dies half-way is refused by the next connection (``_prepare``),
+        so the index is rebuilt."""
         with self._transaction() as conn:
+            other = _refilled_by(conn)
+            if other not in (None, os.getpid()):
+                raise IndexBusy(f"the history index is being rebuilt by process {other}: "
+                                "try again when it is done")
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('refill', ?)",
                          (f"{os.getpid()} {time.time()}",))
-            self._empty(conn)
+            if empty:
+                self._empty(conn)
+            else:
+                self._drop_triggers(conn)
             for name in INDEX_NAMES:
                 conn.execute(f"DROP INDEX IF EXISTS {name}")
         try:
@@ -359,20 +372,29 @@ class OperationIndex:
             for statement in _statements(INDEXES):  # each its own short transaction
                 self.execute(statement)
             with self._transaction() as conn:
-                if self.has_fts:
+                if self.has_fts:  # every row's entry, those written before the refill too
+                    conn.execute("INSERT INTO prompts (prompts) VALUES ('delete-all')")
                     conn.execute(FTS_FILL)
                 for statement in _statements(SUMMARY_FILL):
                     conn.execute(statement)
                 self._make_triggers(conn)
                 conn.execute("DELETE FROM meta WHERE key = 'refill'")
 
+    def refilled_by(self) -> int | None:
+        """The process refilling this index now: until it ends, the index
+        holds only part of the rows."""
+        return _refilled_by(self.connect())
+
     def _empty(self, conn) -> None:
-        for name in TRIGGER_NAMES:
-            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        self._drop_triggers(conn)
         for table in ("operations", "derived", "summary", "durations"):
             conn.execute(f"DELETE FROM {table}")  # without triggers: at once
         if self.has_fts:
             conn.execute("INSERT INTO prompts (prompts) VALUES ('delete-all')")
+
+    def _drop_triggers(self, conn) -> None:
+        for name in TRIGGER_NAMES:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
 
     def _make_triggers(self, conn) -> None:
         for statement in _statements(SUMMARY_TRIGGERS + (FTS_TRIGGERS if self.has_fts else "")):
@@ -796,16 +818,18 @@ def _statements(script: str) -> list[str]:
     return [s for s in found if s and not s.startswith("--")]
 
 
-def _refuse_a_dead_refill(conn) -> None:
-    """A refill (see ``OperationIndex.refill``) whose process died left the
-    index without its secondary indexes: that index must be rebuilt."""
+def _refilled_by(conn) -> int | None:
+    """The process refilling the index now (``OperationIndex.refill``), or
+    None. A refill whose process died left the index without its secondary
+    indexes, and with only part of its rows: that index must be rebuilt."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'refill'").fetchone()
     if row is None:
-        return
+        return None
     pid, started = row[0].split()
     if not liveness.alive(int(pid), since=float(started)):
         raise sqlite3.DatabaseError("a rebuild of the index was interrupted (process "
                                     f"{pid} is gone)")
+    return int(pid)
 
 
 def cutoff(older_than: timedelta) -> str:

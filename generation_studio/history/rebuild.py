@@ -61,7 +61,8 @@ class IndexKeeper:
         self.ready.wait(READY_WAIT_SECONDS)
         if self.problem is None:
             try:
-                return use(self.index)
+                if self.index.refilled_by() is None:  # else it holds only part of the rows
+                    return use(self.index)
             except INDEX_ERRORS as e:
                 self.broken(e)
         return fallback()
@@ -86,11 +87,20 @@ class IndexKeeper:
                 self._pending.append((kind, items))
 
     def health(self) -> dict:
-        state = "rebuilding" if self.problem else "ok" if self.ready.is_set() else "checking"
-        return {"index": state, "indexPath": str(self.index.path), "indexProblem": self.problem,
-                "indexProgress": self.progress_text() if self.problem else None,
+        refiller = None if self.problem else self._refiller()
+        problem = self.problem or (refiller and f"being rebuilt by process {refiller}")
+        state = "rebuilding" if problem else "ok" if self.ready.is_set() else "checking"
+        known = self.problem or refiller == os.getpid()  # another process's progress is its own
+        return {"index": state, "indexPath": str(self.index.path), "indexProblem": problem,
+                "indexProgress": self.progress_text() if known else None,
                 "skipped": len(self.skipped),
                 "skippedFiles": [f"{n}: {why}" for n, why in sorted(self.skipped.items())[:50]]}
+
+    def _refiller(self) -> int | None:
+        try:
+            return self.index.refilled_by()
+        except INDEX_ERRORS:
+            return None  # the next query finds it broken and says so
 
     def progress_text(self) -> str:
         done, total = self.progress
@@ -112,6 +122,12 @@ class IndexKeeper:
 
     def _check(self) -> None:
         try:
+            refiller = self.index.refilled_by()
+            if refiller not in (None, os.getpid()):  # it will hold every record when done
+                self.service.log.info("The history index is being rebuilt by process %d: the "
+                                      "history answers from the records until it is done",
+                                      refiller)
+                return
             # The index first, then the folder: a record saved in between is
             # then found missing and added, never taken for one that is gone.
             indexed = ids_fingerprint(self.index.ids())
@@ -163,10 +179,14 @@ class IndexKeeper:
         under that day's shared lock, so a delete never races a row back in.
         Memory stays flat whatever the number of records: the index's ids and
         the folder's are compared in temporary tables of SQLite, and an empty
-        index is filled in bulk (``OperationIndex.refill``).
+        index is filled in bulk (``OperationIndex.refill``). A ``rebuild``
+        empties the index as its refill starts: other processes see it marked
+        as being refilled, never empty.
         """
-        if rebuild:
-            index.clear()
+        with index.refill() if rebuild else contextlib.nullcontext():
+            return self._catch_up(index, rebuild, progress)
+
+    def _catch_up(self, index, refilling: bool, progress) -> dict:
         conn = index.connect()
         skipped = {}
         try:
@@ -179,7 +199,8 @@ class IndexKeeper:
             missing = conn.execute("SELECT COUNT(*) FROM temp.seen WHERE id NOT IN "
                                    "(SELECT id FROM temp.indexed)").fetchone()[0]
             self.progress = [0, missing]
-            with index.refill() if empty and missing else contextlib.nullcontext():
+            bulk = empty and missing and not refilling
+            with index.refill(empty=False) if bulk else contextlib.nullcontext():
                 added, unreadable = self._add_missing(conn, index, skipped, progress)
             total = conn.execute("SELECT COUNT(*) FROM temp.seen").fetchone()[0]
         finally:
