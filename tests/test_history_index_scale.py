@@ -197,6 +197,21 @@ def test_an_index_whose_refill_died_half_way_is_rebuilt(history, tmp_path):
                                ).fetchone() == (1,)
 
 
+def test_a_running_server_finds_a_refill_that_died_at_its_next_query(history):
+    """The refilling process died after this one had opened the index: the
+    next query finds it, answers from the records and rebuilds the index."""
+    op_id = save(history)["operationId"]
+    server = HistoryService(history.root, history.index.path)  # this one breaks, on purpose
+    server.start(wait=True)
+    assert server.count(Filters()) == 1  # connected, index in use
+    history.index.execute("INSERT INTO meta VALUES ('refill', ?)", (f"{dead_pid()} 0",))
+    history.index.execute("DELETE FROM operations")  # as the refill left it
+    page = server.page(Filters(), 10)
+    assert ([r["operationId"] for r in page.operations], page.degraded) == ([op_id], True)
+    server.keeper._thread.join(20)
+    assert (server.keeper.problem, server.count(Filters())) == (None, 1)
+
+
 def test_an_index_being_refilled_by_a_live_process_is_kept_but_not_read(history):
     """Another process (``flask history reindex``) refills the index: it is
     not broken, but holds only part of the rows until the refill ends, so the
@@ -204,7 +219,7 @@ def test_an_index_being_refilled_by_a_live_process_is_kept_but_not_read(history)
     op_id = save(history)["operationId"]
     history.index.execute("DELETE FROM operations")  # the refill has not reached it yet
     history.index.execute("INSERT INTO meta VALUES ('refill', ?)",
-                          (f"{os.getppid()} {time.time() - 5}",))
+                          (f"{os.getppid()} {time.time()}",))
     again = HistoryService(history.root, history.index.path)
     again.start(wait=True)
     page = again.page(Filters(), 10)
