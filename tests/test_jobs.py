@@ -166,6 +166,19 @@ def test_canceling_a_finished_operation_is_409_and_changes_nothing(client, recor
     assert client.post("/api/history/20261124_nosuchopxxxx/cancel").status_code == 404
 
 
+def test_a_queued_workflow_shows_its_plan_and_its_steps_before_it_runs(make, storage_dir):
+    app = make(QUEUE_IN_PROCESS=False)
+    answer = app.test_client().post("/api/workflow/execute", headers=ASYNC, json={
+        "prompt": "a lighthouse, as a video", "duration": "1", "fps": "2"})
+    assert answer.status_code == 202
+    record = json.loads((storage_dir / f"{answer.get_json()['operationId']}.json").read_text())
+    assert record["status"] == "queued"
+    plan = record["task"]["plan"]
+    assert record["workflowAnalysis"] == plan
+    assert [s["operation"] for s in plan["steps"]] == ["text_to_image", "image_to_video_single"]
+    assert len(record["steps"]) == 2 and len(set(record["steps"])) == 2
+
+
 def test_cancel_needs_the_admin_token_when_set(make):
     app = make(QUEUE_IN_PROCESS=False, ADMIN_TOKEN="let-me-in")
     client = app.test_client()
