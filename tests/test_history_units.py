@@ -1089,6 +1089,52 @@ def test_a_refill_of_an_empty_index_counts_rows_written_just_before_it_once(hist
     assert history.count(Filters()) == 2  # the summary, made again from every row
 
 
+def test_a_start_up_check_leaves_the_index_to_a_refill_begun_while_it_listed(history, caplog,
+                                                                             monkeypatch):
+    """A server starts on an empty index and lists the folder; meanwhile
+    ``flask history reindex`` (another process) begins its refill. The check
+    steps aside: it neither fills the index itself nor takes it for broken."""
+    import logging
+    import subprocess
+    import sys
+    made = [save(history)["operationId"] for _ in range(3)]
+    history.index.clear()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        server = HistoryService(history.root, history.index.path)
+        listed = server.keeper.on_disk
+
+        def on_disk(skipped):
+            history.index.execute("INSERT OR REPLACE INTO meta VALUES ('refill', ?)",
+                                  (f"{other.pid} {time.time()}",))
+            return listed(skipped)
+
+        monkeypatch.setattr(server.keeper, "on_disk", on_disk)
+        with caplog.at_level(logging.INFO):
+            server.start(wait=True)
+        assert f"The history index is being rebuilt by process {other.pid}: the history " \
+               "answers from the records until it is done" in caplog.messages
+        assert (server.keeper.problem, list(server.index.ids())) == (None, [])
+        page = server.page(Filters(), 10)
+        assert (sorted(r["operationId"] for r in page.operations), page.degraded) == (
+            sorted(made), True)
+    finally:
+        other.kill()
+        other.wait()
+        history.index.execute("DELETE FROM meta WHERE key = 'refill'")
+
+
+def test_a_catch_up_counts_every_row_it_removes_across_batches(history, monkeypatch):
+    from generation_studio.history import rebuild
+    made = [save(history)["operationId"] for _ in range(5)]
+    for op_id in made[:4]:
+        (history.root / layout.record_name(op_id)).unlink()
+    monkeypatch.setattr(rebuild, "BATCH", 2)
+    summary = history.keeper.catch_up(history.index)
+    assert (summary["removed"], summary["added"], list(history.index.ids())) == (
+        4, 0, made[4:])
+
+
 # Records of any writer, and their index rows --------------------------------------------
 def test_a_guide_shaped_record_is_read_with_every_field_the_history_needs():
     from generation_studio.history import records

@@ -257,6 +257,11 @@ def _number(value):
 class IndexBusy(RuntimeError):
     """Another process is refilling the index (``OperationIndex.refill``)."""
 
+    def __init__(self, pid: int):
+        super().__init__(f"the history index is being rebuilt by process {pid}: try again "
+                         "when it is done")
+        self.pid = pid
+
 
 class OtherVersion(sqlite3.DatabaseError):
     """An index file made by another version of the studio (an upgrade): rebuilt."""
@@ -356,8 +361,7 @@ class OperationIndex:
         with self._transaction() as conn:
             other = _refilled_by(conn)
             if other not in (None, os.getpid()):
-                raise IndexBusy(f"the history index is being rebuilt by process {other}: "
-                                "try again when it is done")
+                raise IndexBusy(other)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('refill', ?)",
                          (f"{os.getpid()} {time.time()}",))
             if empty:

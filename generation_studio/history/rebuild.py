@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 
 from ..storage import archive, layout
-from .index import OperationIndex, OtherVersion, row_of, sources_of
+from .index import IndexBusy, OperationIndex, OtherVersion, row_of, sources_of
 
 BATCH = 5000  # rows per transaction, records read per pass
 # What a broken index raises: SQLite's errors, or the OS's for its file or folder.
@@ -123,11 +123,8 @@ class IndexKeeper:
     def _check(self) -> None:
         try:
             refiller = self.index.refilled_by()
-            if refiller not in (None, os.getpid()):  # it will hold every record when done
-                self.service.log.info("The history index is being rebuilt by process %d: the "
-                                      "history answers from the records until it is done",
-                                      refiller)
-                return
+            if refiller not in (None, os.getpid()):
+                raise IndexBusy(refiller)
             # The index first, then the folder: a record saved in between is
             # then found missing and added, never taken for one that is gone.
             indexed = ids_fingerprint(self.index.ids())
@@ -139,6 +136,9 @@ class IndexKeeper:
             else:
                 self.skipped = skipped
             self._log_skipped()
+        except IndexBusy as e:  # that process's refill will hold every record
+            self.service.log.info("The history index is being rebuilt by process %d: the "
+                                  "history answers from the records until it is done", e.pid)
         except INDEX_ERRORS as e:
             if self.service.root.is_dir():
                 self.broken(e)
