@@ -1124,6 +1124,25 @@ def test_a_start_up_check_leaves_the_index_to_a_refill_begun_while_it_listed(his
         history.index.execute("DELETE FROM meta WHERE key = 'refill'")
 
 
+def test_a_record_saved_while_an_empty_index_is_caught_up_stays_in_it(history, monkeypatch):
+    """The catch-up of an empty index lists the folder, then fills the index
+    in bulk; a record saved after the listing is in the index already, and
+    the bulk fill must not take it out."""
+    made = [save(history, prompt="a harbour")["operationId"] for _ in range(3)]
+    history.index.clear()
+    listed, late = history.keeper.on_disk, []
+
+    def on_disk(skipped):
+        yield from listed(skipped)
+        late.append(save(history, prompt="a harbour at night")["operationId"])
+
+    monkeypatch.setattr(history.keeper, "on_disk", on_disk)
+    summary = history.keeper.catch_up(history.index)
+    assert (summary["added"], len(late)) == (3, 1)
+    assert sorted(history.index.ids()) == sorted(made + late)
+    assert [history.count(Filters(q=q)) for q in ("harbour", "night")] == [4, 1]
+
+
 def test_a_catch_up_counts_every_row_it_removes_across_batches(history, monkeypatch):
     from generation_studio.history import rebuild
     made = [save(history)["operationId"] for _ in range(5)]
