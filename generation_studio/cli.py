@@ -12,9 +12,9 @@ from werkzeug.datastructures import MultiDict
 
 from .catalog import OPERATION_TYPES
 from .errors import human_size
-from .history import IndexUnavailable, NotFound, current_history, export, filters, retention
+from .history import (IndexBusy, IndexUnavailable, NotFound, current_history, export, filters,
+                      retention)
 from .history.filters import FilterError
-from .history.index import IndexBusy
 from .jobs import current_jobs, queue
 from .storage import archive, layout
 from .storage.atomic import atomic_file

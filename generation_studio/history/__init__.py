@@ -1,9 +1,11 @@
 """The history: one service (``HistoryService``) over the records on disk
 and their index, used alike by the API, the pages, the CLI and the admin."""
 
+from .index import IndexBusy
 from .service import HistoryService, IndexUnavailable, NotFound, Page
 
-__all__ = ["HistoryService", "IndexUnavailable", "NotFound", "Page", "current_history"]
+__all__ = ["HistoryService", "IndexBusy", "IndexUnavailable", "NotFound", "Page",
+           "current_history"]
 
 
 def current_history() -> HistoryService:
