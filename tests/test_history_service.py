@@ -89,11 +89,14 @@ def test_files_that_are_not_records_are_counted_and_named(storage_dir, tmp_path)
     elsewhere = tmp_path / "elsewhere.json"
     elsewhere.write_text(json.dumps({"operationType": "text_to_image", "prompt": "secret"}))
     (storage_dir / "20251103_link.json").symlink_to(elsewhere)
+    (storage_dir / "20251103_abc123_in_9.png").symlink_to(elsewhere)  # a file, not a record
+    (storage_dir / "photo.png").write_bytes(png_bytes())  # not ours: left alone, unreported
     app = make_app(storage_dir)
     client = app.test_client()
     history = client.get("/api/health").get_json()["history"]
-    assert history["skipped"] == 4
+    assert history["skipped"] == 5
     assert history["skippedFiles"] == [
+        "20251103_abc123_in_9.png: a symbolic link: never followed",
         "20251103_broken.json: invalid JSON (Expecting property name enclosed in double quotes:"
         " line 1 column 3 (char 2))",
         "20251103_link.json: a symbolic link: never followed",
@@ -102,9 +105,10 @@ def test_files_that_are_not_records_are_counted_and_named(storage_dir, tmp_path)
     assert client.get("/api/history").get_json()["total"] == 1
     assert client.get("/api/history/20251103_link").status_code == 404
     result = app.test_cli_runner().invoke(args=["history", "reindex"])
-    assert "Indexed 1 operation(s); skipped: 4 — 20251103_broken.json: invalid JSON" \
+    assert "Indexed 1 operation(s); skipped: 5 — 20251103_abc123_in_9.png: a symbolic link" \
         in result.output
-    assert "skipped: 4 — 20251103_broken.json" in client.get("/admin").get_data(as_text=True)
+    assert "skipped: 5 — 20251103_abc123_in_9.png: a symbolic link" in client.get("/admin").get_data(
+        as_text=True)
 
 
 SLOW_REINDEX = """

@@ -157,7 +157,7 @@ class IndexKeeper:
             for name in archive.names(root, day):
                 if layout.record_id(name):
                     yield layout.record_id(name), day
-        for kind, name, what in self.service.folder.walk():
+        for kind, name, what in self.service.folder.walk(records_only=True):
             if kind == "record":
                 yield what, ""
             elif kind == "skipped":

@@ -212,11 +212,12 @@ class OperationFolder:
                     listing.records.add(op_id)
         return listing
 
-    def walk(self):
+    def walk(self, records_only: bool = False):
         """The folder's entries, streamed in one pass, nothing held (a folder of
         millions of files costs no memory): ``(kind, name, what)``, kind
         ``record`` or ``file`` (``what`` the operation's id), ``temp``, or
-        ``skipped`` (``what`` the reason)."""
+        ``skipped`` (``what`` the reason). ``records_only``: no ``file`` and
+        no ``temp`` (two thirds of a folder's names, not even parsed)."""
         try:
             entries = os.scandir(self.root)
         except FileNotFoundError:
@@ -224,6 +225,9 @@ class OperationFolder:
         with entries:
             for entry in entries:
                 name = entry.name
+                if records_only and not name.endswith(layout.RECORD_SUFFIX) \
+                        and not entry.is_symlink():
+                    continue
                 if name.startswith("."):
                     if name.endswith(TMP_SUFFIX):
                         yield "temp", name, None
