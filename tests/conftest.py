@@ -75,6 +75,12 @@ def stored_names(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file())
 
 
+def empty_index(index) -> None:
+    """Take every row out of the history index, as a rebuild does first."""
+    with index.refill():
+        pass
+
+
 def png_bytes(size=(64, 48), colour=(200, 30, 30), fmt="PNG", pattern=False) -> bytes:
     """An image of one colour, or with ``pattern`` a colour over a gradient
     (video encoders merge identical frames, so moving over a flat colour

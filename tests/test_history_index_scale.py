@@ -18,7 +18,7 @@ from generation_studio.history import index as index_module
 from generation_studio.history.filters import Filters, iso
 from generation_studio.storage import layout
 
-from .conftest import png_bytes
+from .conftest import empty_index, png_bytes
 
 
 @pytest.fixture
@@ -262,7 +262,7 @@ def test_many_records_are_read_by_reader_processes_alike(history, monkeypatch):
 
 def test_catching_up_never_lists_the_whole_folder_at_once(history, monkeypatch):
     made = a_mixed_history(history)
-    history.index.clear()
+    empty_index(history.index)
 
     def scan():
         raise AssertionError("the catch-up holds the whole listing")

@@ -13,7 +13,7 @@ import pytest
 from generation_studio import create_app
 from generation_studio.history.filters import iso
 
-from .conftest import png_bytes, stored_names
+from .conftest import empty_index, png_bytes, stored_names
 
 
 @pytest.fixture
@@ -235,7 +235,7 @@ def test_delete_and_cleanup_of_archived_operations(store, runner, storage_dir, c
 def test_reindex_rebuilds_from_the_files_and_skips_a_corrupt_one(store, runner, storage_dir, caplog):
     ids = [seed(store, 0) for _ in range(4)]
     (storage_dir / f"{ids[0]}.json").write_text("{ not json")
-    store.index.clear()
+    empty_index(store.index)
     result = runner.invoke(args=["history", "reindex"])
     assert result.exit_code == 0
     assert f"Indexed 3 operation(s); skipped: 1 — {ids[0]}.json: invalid JSON" in result.output

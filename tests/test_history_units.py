@@ -21,7 +21,7 @@ from generation_studio.history import HistoryService, NotFound, recovery, retent
 from generation_studio.history.filters import Filters, iso
 from generation_studio.storage import archive, layout
 
-from .conftest import png_bytes
+from .conftest import empty_index, png_bytes
 
 
 @pytest.fixture
@@ -1078,7 +1078,7 @@ def test_a_refill_of_an_empty_index_counts_rows_written_just_before_it_once(hist
     server saved a record, with its full-text entry (the triggers were still
     there). The bulk refill keeps that row, and its words as they are at the
     end: not the entry made before a change."""
-    history.index.clear()
+    empty_index(history.index)
     early = save(history, prompt="a quiet harbour")["operationId"]
     with history.index.refill(empty=False):
         late = save(history, prompt="a busy harbour")["operationId"]
@@ -1098,7 +1098,7 @@ def test_a_start_up_check_leaves_the_index_to_a_refill_begun_while_it_listed(his
     import subprocess
     import sys
     made = [save(history)["operationId"] for _ in range(3)]
-    history.index.clear()
+    empty_index(history.index)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         server = HistoryService(history.root, history.index.path)
@@ -1129,7 +1129,7 @@ def test_a_record_saved_while_an_empty_index_is_caught_up_stays_in_it(history, m
     in bulk; a record saved after the listing is in the index already, and
     the bulk fill must not take it out."""
     made = [save(history, prompt="a harbour")["operationId"] for _ in range(3)]
-    history.index.clear()
+    empty_index(history.index)
     listed, late = history.keeper.on_disk, []
 
     def on_disk(skipped):

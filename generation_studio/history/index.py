@@ -342,12 +342,6 @@ class OperationIndex:
                 conn.executemany("DELETE FROM operations WHERE id = ?", ids)
                 conn.executemany("DELETE FROM derived WHERE id = ?", ids)
 
-    def clear(self) -> None:
-        """Remove every row (at once: the triggers are set aside meanwhile)."""
-        with self._transaction() as conn:
-            self._empty(conn)
-            self._make_triggers(conn)
-
     @contextlib.contextmanager
     def refill(self, empty: bool = True):
         """Empty the index (unless not ``empty``: it is, but for rows written
