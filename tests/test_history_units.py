@@ -911,17 +911,17 @@ def test_a_long_last_word_is_searched_as_the_few_words_it_starts(history, monkey
     from generation_studio.history import index
     for prompt in ("a watercolor dragon", "watercolor2", "a watercolour", "water", "zebra"):
         save(history, prompt=prompt)
-    spelled = history.index._match(Filters(q="Dragon WATERcol"))
+    spelled = history.index._search(Filters(q="Dragon WATERcol")).match
     assert spelled == '- {facets} : ("Dragon" AND ("watercolor" OR "watercolor2" OR "watercolour"))'
-    assert history.index._match(Filters(q="zebr")) == '- {facets} : ("zebra")'
-    assert history.index._match(Filters(q="zebu")) == '- {facets} : ("zebu")'  # no such word
-    assert history.index._match(Filters(q="wat")) == '- {facets} : ("wat"*)'  # indexed prefix
-    assert history.index._match(Filters(q="café")) == '- {facets} : ("café"*)'  # FTS5 folds it
+    assert history.index._search(Filters(q="zebr")).match == '- {facets} : ("zebra")'
+    assert history.index._search(Filters(q="zebu")).match == '- {facets} : ("zebu")'  # no such word
+    assert history.index._search(Filters(q="wat")).match == '- {facets} : ("wat"*)'  # indexed prefix
+    assert history.index._search(Filters(q="café")).match == '- {facets} : ("café"*)'  # FTS5 folds it
     monkeypatch.setattr(index, "PREFIX_WORDS_UP_TO", 3)
-    assert history.index._match(Filters(q="watercol")) == \
+    assert history.index._search(Filters(q="watercol")).match == \
         '- {facets} : (("watercolor" OR "watercolor2" OR "watercolour"))'
     monkeypatch.setattr(index, "PREFIX_WORDS_UP_TO", 2)
-    assert history.index._match(Filters(q="watercol")) == '- {facets} : ("watercol"*)'
+    assert history.index._search(Filters(q="watercol")).match == '- {facets} : ("watercol"*)'
     assert history.page(Filters(q="watercol"), limit=10).total == 3
 
 
@@ -970,6 +970,47 @@ def test_a_search_filtered_by_what_the_full_text_index_knows_is_counted_by_it_al
     history.index.count(filters)
     history.index.connect().set_trace_callback(None)
     assert any("operations" in s for s in statements) is not alone, statements
+
+
+def day_of(record: dict) -> str:
+    """The day of a record as the index keys it (the first ten characters of its time)."""
+    return (record.get("createdAt") or "")[:10]
+
+
+def test_a_search_between_dates_counts_rows_written_out_of_the_order_of_their_days(history):
+    """Rows written in the order of their days are counted between the seqs
+    of the dates' days. A row written later for an earlier day (a restored
+    archive), or moved to another day, is counted with its own day only; a
+    rebuild, adding the records day by day, puts the days back in order."""
+    def record(day, n):
+        return {"operationId": f"2026100{day}_{n:06d}", "operationType": "text_to_image",
+                "prompt": "red barn", "status": "succeeded",
+                "createdAt": f"2026-10-0{day}T10:00:00.000Z"}
+
+    rows = {r["operationId"]: r for day in (1, 2, 3) for r in (record(day, n) for n in range(4))}
+    history.index.add(list(rows.values()))
+    since, until = Filters(q="red", since="2026-10-02"), Filters(q="barn", until="2026-10-02")
+    assert history.index._day_seqs("2026-10-02", None) is not None
+    assert (history.count(since), history.count(until)) == (8, 4)
+
+    moved = rows["20261003_000000"] = {**rows["20261003_000000"],
+                                       "createdAt": "2026-10-01T11:00:00.000Z"}
+    history.index.add([moved])
+    assert history.index._day_seqs("2026-10-02", None) is None
+    assert (history.count(since), history.count(until)) == (7, 5)
+
+    late = rows["20261001_000009"] = record(1, 9)
+    history.index.add([late])
+    history.index.remove(["20261002_000000"])
+    del rows["20261002_000000"]
+    assert (history.count(since), history.count(until)) == (6, 6)
+    assert history.index.page(since, 10)[0] == sorted(
+        (i for i, r in rows.items() if r["createdAt"] >= "2026-10-02"), reverse=True)
+
+    with history.index.refill():
+        history.index.add(sorted(rows.values(), key=day_of))
+    assert history.index._day_seqs("2026-10-02", None) is not None
+    assert (history.count(since), history.count(until)) == (6, 6)
 
 
 @pytest.mark.parametrize("prefix_words", [10, 1])  # a long last word spelled as its words or not
@@ -1068,8 +1109,9 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
                                             "lightly red"])
             history.index.add([row])
         check()
-    with history.index.refill():  # as a rebuild fills it: the full-text index made at the end
-        history.index.add(list(rows.values()))
+    with history.index.refill():  # as a rebuild fills it, day by day: searches between
+        history.index.add(sorted(rows.values(), key=day_of))  # dates count between seqs
+    assert history.index._day_seqs("2026-01-02", "2026-03-01") is not None
     check()
 
 

@@ -21,7 +21,7 @@ from .. import liveness
 from ..catalog import OPERATION_TYPES
 from .filters import PROVIDERS, STATUSES, Filters, iso, words
 
-SCHEMA_VERSION = 11  # an index file of another version is rebuilt
+SCHEMA_VERSION = 12  # an index file of another version is rebuilt
 BUSY_TIMEOUT_SECONDS = 5  # a writer holding the lock longer is a fault, not a wait
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS durations (
     type TEXT NOT NULL, status TEXT NOT NULL, trashed INTEGER NOT NULL, step INTEGER NOT NULL,
     bucket INTEGER NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (type, bucket, status, trashed, step)) WITHOUT ROWID;
+-- The lowest and the highest seq of each day's rows (as the summary's day): a
+-- search between two dates counts the rows between their days' seqs when no
+-- other day's are among them (see day_seqs). Bounds: a delete never narrows them.
+CREATE TABLE IF NOT EXISTS day_seqs (day TEXT PRIMARY KEY, low INTEGER NOT NULL,
+                                     high INTEGER NOT NULL) WITHOUT ROWID;
 """
 # The secondary indexes: dropped while a rebuild refills the table (indexing
 # sorted rows afterwards is several times faster than row by row), then made again.
@@ -91,7 +96,10 @@ def _add(r: str) -> str:
             f"input_bytes = input_bytes + excluded.input_bytes, "
             f"output_bytes = output_bytes + excluded.output_bytes;\n"
             f"INSERT INTO durations VALUES ({_DURATION_KEY.format(r=r, bucket=bucket)}, 1) "
-            f"ON CONFLICT DO UPDATE SET n = n + 1;\n")
+            f"ON CONFLICT DO UPDATE SET n = n + 1;\n"
+            f"INSERT INTO day_seqs VALUES (IFNULL(substr({r}.created_at, 1, 10), ''), {r}.seq, "
+            f"{r}.seq) ON CONFLICT DO UPDATE SET low = MIN(low, excluded.low), "
+            f"high = MAX(high, excluded.high);\n")
 
 
 def _take(r: str) -> str:
@@ -113,11 +121,13 @@ SUMMARY_TRIGGERS = (
     f"{_take('old')}{_add('new')}END;\n")
 # The summary of every row at once (after a rebuild has refilled the table).
 SUMMARY_FILL = (
-    f"DELETE FROM summary;\nDELETE FROM durations;\n"
+    f"DELETE FROM summary;\nDELETE FROM durations;\nDELETE FROM day_seqs;\n"
     f"INSERT INTO summary SELECT {_KEY.format(r='o')}, COUNT(*), SUM(IFNULL(o.input_bytes, 0)),"
     f" SUM(IFNULL(o.output_bytes, 0)) FROM operations o GROUP BY 1, 2, 3, 4, 5;\n"
     f"INSERT INTO durations SELECT {_DURATION_KEY.format(r='o', bucket=_BUCKET.format(r='o'))},"
-    f" COUNT(*) FROM operations o GROUP BY 1, 2, 3, 4, 5;\n")
+    f" COUNT(*) FROM operations o GROUP BY 1, 2, 3, 4, 5;\n"
+    f"INSERT INTO day_seqs SELECT IFNULL(substr(created_at, 1, 10), ''), MIN(seq), MAX(seq) "
+    f"FROM operations GROUP BY 1;\n")
 # Prompts searchable with FTS5, kept in step with the table by triggers. A
 # row's prompt is in one column of many, named for where the row is: in the
 # trash or not, a workflow's step or not, and its type (types this version
@@ -385,7 +395,7 @@ class OperationIndex:
 
     def _empty(self, conn) -> None:
         self._drop_triggers(conn)
-        for table in ("operations", "derived", "summary", "durations"):
+        for table in ("operations", "derived", "summary", "durations", "day_seqs"):
             conn.execute(f"DELETE FROM {table}")  # without triggers: at once
         if self.has_fts:
             conn.execute("INSERT INTO prompts (prompts) VALUES ('delete-all')")
@@ -462,10 +472,9 @@ class OperationIndex:
     def _page(self, filters: Filters, limit: int, offset: int, before: str | None):
         search = self._search(filters)
         matches, total = self._quick_count(filters, search)
-        match = search.match if search else None
         if total is None:
             count_by = "member" if matches and matches > JOIN_MATCHES_UP_TO else "join"
-            source, where, params = self._select(filters, count_by, match)
+            source, where, params = self._select(filters, count_by, search)
             total = self.execute(f"SELECT COUNT(*){source}{where}", params).fetchone()[0]
         if limit == 0:
             return [], total, None
@@ -477,9 +486,9 @@ class OperationIndex:
         walk = (matches is not None and total > SORT_MATCHES_UP_TO
                 and matches * matches * SORT_COST > rows * want)
         if walk and matches * DENSE_FROM > rows:
-            found = self._walk_search(filters, match, want, before)[offset:]
+            found = self._walk_search(filters, search, want, before)[offset:]
         else:
-            source, where, params = self._select(filters, "walk" if walk else "join", match)
+            source, where, params = self._select(filters, "walk" if walk else "join", search)
             where, params = self._before(where, params, before)
             found = [r[0] for r in self.execute(
                 f"SELECT id{source}{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
@@ -487,19 +496,16 @@ class OperationIndex:
         ids = found[:limit]
         return ids, total, ids[-1] if len(found) > limit else None
 
-    def _match(self, filters: Filters) -> str | None:
-        """The full-text query of every row a search may select, or None when
-        there is none (the SQL tests the rest: see ``_search``)."""
-        search = self._search(filters)
-        return search.match if search else None
-
     def _search(self, filters: Filters) -> "_Search | None":
         """The full-text queries of a search (``fts_query``), or None when there
         is none. A long last word is spelled as the few words it is a prefix of
         (their list is the index's own): FTS5 reads a prefix's matches whole,
         twice a page (count, then page), where it skips through words' matches.
-        Dates are the words of the days, months and years between them (see
-        ``date_words``): those that cover fewer rows, wanted or unwanted."""
+        Dates are the rows between two seqs when those are the rows of their
+        days (``_day_seqs``); if not, the words of the days, months and years
+        between them (see ``date_words``): those that cover fewer rows, wanted
+        or unwanted. Either way, the rows of a day the dates cut are found by
+        that day's word, to be tested."""
         if not filters.q:
             return None
         self.connect()
@@ -518,6 +524,9 @@ class OperationIndex:
             rows, inside = rows + n, inside + within
         words = date_words(filters.since, filters.until, years)
         checked = fts_query(filters, last, any_of=words["edge"] + [ODD])
+        if seqs := self._day_seqs(filters.since, filters.until):
+            match = fts_query(filters, last)
+            return _Search(match, match, checked, inside, seqs)
         if 2 * inside <= rows:  # the days' words within, and at the ends
             counted = fts_query(filters, last, any_of=words["in"]) if words["in"] else None
             return _Search(fts_query(filters, last, any_of=words["in"] + words["edge"]
@@ -525,6 +534,22 @@ class OperationIndex:
         return _Search(fts_query(filters, last, none_of=words["out"]),  # the days' words out
                        fts_query(filters, last, none_of=words["out"] + words["edge"]
                                  + [ODD]), checked, inside)
+
+    def _day_seqs(self, since: str | None, until: str | None) -> tuple[int, int] | None:
+        """The lowest and the highest seq of the rows of the days from ``since``
+        to ``until``, when no row of another day lies between them: the rows
+        between them are then those of these days. None when some may (rows
+        written out of the order of their days, as a restored archive's), or
+        when these days have none. FTS5 counts a range of rowids several times
+        faster than the rows with or without the days' words."""
+        low, high = (since or "")[:10], (until or "\U0010ffff")[:10]
+        first, last = self.execute("SELECT MIN(low), MAX(high) FROM day_seqs WHERE day >= ? "
+                                   "AND day <= ?", (low, high)).fetchone()
+        if first is None or self.execute(
+                "SELECT 1 FROM day_seqs WHERE (day < ? OR day > ?) AND low <= ? AND high >= ? "
+                "LIMIT 1", (low, high, last, first)).fetchone():
+            return None
+        return first, last
 
     def _spelled(self, filters: Filters) -> list[str] | None:
         """The words the last word of the search starts, when it is longer than
@@ -552,7 +577,7 @@ class OperationIndex:
             return where, params
         return _also(where, "(created_at, id) < (?, ?)"), params + [self.created_at(before), before]
 
-    def _walk_search(self, filters: Filters, match: str, want: int,
+    def _walk_search(self, filters: Filters, search: "_Search", want: int,
                      before: str | None) -> list[str]:
         """The first ``want`` ids of a search with many, dense matches, newest first.
 
@@ -572,7 +597,7 @@ class OperationIndex:
             provider=None if filters.provider in PROVIDERS else filters.provider))
         found, size = [], WALK_CHUNKS[0]
         with self._snapshot() as conn:
-            matches = _Matches(conn, match)
+            matches = _Matches(conn, search)
             while len(found) < want:
                 chunk_where, chunk_params = self._before(where, params, before)
                 rows = conn.execute(f"SELECT seq, id{source}{chunk_where} ORDER BY created_at "
@@ -616,20 +641,24 @@ class OperationIndex:
         if search is None:
             return None, None
         if not fts_counts(filters):
-            return self._fts_count(search.match), None
-        counted, checked = self._fts_count(search.counted), self._fts_count(search.checked)
+            return self._fts_count(search.match, search.seqs), None
+        counted = self._fts_count(search.counted, search.seqs)
+        checked = self._fts_count(search.checked, search.seqs)
+        if search.seqs:  # FTS5 counts a range faster than the rows not to test
+            counted -= checked
         total = counted
         if checked:
-            source, where, params = self._select(filters, "join", search.checked)
+            source, where, params = self._select(filters, "join", dataclasses.replace(
+                search, match=search.checked))
             total += self.execute(f"SELECT COUNT(*){source}{where}", params).fetchone()[0]
         return counted + checked, total
 
-    def _fts_count(self, match: str | None) -> int:
-        """The rows of a full-text query; 0 for none."""
-        if match is None:
+    def _fts_count(self, query: str | None, seqs: tuple[int, int] | None) -> int:
+        """The rows of a full-text query (whose seq is within ``seqs``); 0 for none."""
+        if query is None:
             return 0
-        return self.execute("SELECT COUNT(*) FROM prompts WHERE prompts MATCH ?",
-                            (match,)).fetchone()[0]
+        rows, params = _matching(query, seqs)
+        return self.execute(f"SELECT COUNT(*){rows}", params).fetchone()[0]
 
     def stats(self, filters: Filters, days: int = 30) -> dict:
         """Counts, success rate, durations, operations per day and storage."""
@@ -705,8 +734,8 @@ class OperationIndex:
             rows.append((op_type, *values))
         return rows
 
-    def _select(self, filters: Filters, search: str = "join",
-                match: str | None = None) -> tuple[str, str, list]:
+    def _select(self, filters: Filters, how: str = "join",
+                search: "_Search | None" = None) -> tuple[str, str, list]:
         """``(" FROM ...", " WHERE ..." or "", params)`` selecting the matching rows.
 
         How a prompt search is joined: ``join`` starts from the full-text
@@ -714,20 +743,21 @@ class OperationIndex:
         ``member`` tests rows against the matches and lets SQLite choose the
         index (a count with other filters); ``walk`` walks the date index
         testing each row: a first page when matches are many but sparse.
-        ``match``: the search's ``_match``, when known already.
+        ``search``: the filters' ``_search``, when known already (its match
+        is every row the SQL may select; the SQL tests the rest).
         """
         source, clauses, params = " FROM operations", [], []
         if filters.q:
             self.connect()
-            if self.has_fts and search in ("member", "walk"):
+            search = (search or self._search(filters)) if self.has_fts else None
+            if search:
+                rows, params = _matching(search.match, search.seqs)
+            if search and how in ("member", "walk"):
                 # "+seq": not through the rowid, so that a walk follows the dates' index
-                clauses.append(("+seq" if search == "walk" else "seq")
-                               + " IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
-                params.append(match or self._match(filters))
-            elif self.has_fts:
-                source = (" FROM (SELECT rowid AS seq FROM prompts WHERE prompts MATCH ?)"
-                          " AS matched CROSS JOIN operations USING (seq)")
-                params.append(match or self._match(filters))
+                clauses.append(f"{'+seq' if how == 'walk' else 'seq'} IN (SELECT rowid{rows})")
+            elif search:
+                source = (f" FROM (SELECT rowid AS seq{rows}) AS matched"
+                          " CROSS JOIN operations USING (seq)")
             else:
                 clauses.append("prompt LIKE ? ESCAPE '\\'")
                 params.append("%" + filters.q.replace("\\", "\\\\").replace("%", "\\%")
@@ -948,19 +978,22 @@ class _Search:
     """A search's full-text queries: ``match``, every row it may select (the
     SQL tests the rest); ``counted``, rows it selects that the full-text index
     counts alone (None: none); ``checked``, rows whose time the SQL must test;
-    ``rows``, how many rows the dates' days hold (None: no dates)."""
+    ``rows``, how many rows the dates' days hold (None: no dates); ``seqs``,
+    when given, the lowest and highest seq of the rows of all three (whose
+    ``counted`` then holds the ``checked``, to be taken away)."""
     match: str
     counted: str | None
     checked: str | None = None
     rows: int | None = None
+    seqs: tuple[int, int] | None = None
 
 
 class _Matches:
     """The full-text matches of a search, read newest seq first only as far as asked."""
 
-    def __init__(self, conn, match: str):
-        self._cursor = conn.execute("SELECT rowid FROM prompts WHERE prompts MATCH ? "
-                                    "ORDER BY rowid DESC", (match,))
+    def __init__(self, conn, search: _Search):
+        rows, params = _matching(search.match, search.seqs)
+        self._cursor = conn.execute(f"SELECT rowid{rows} ORDER BY rowid DESC", params)
         self._seqs = set()
         self._floor = float("inf")  # every match at or above it has been read
 
@@ -973,6 +1006,14 @@ class _Matches:
             self._seqs.update(r for r, in batch)
             self._floor = batch[-1][0]
         return seq in self._seqs
+
+
+def _matching(query: str, seqs: tuple[int, int] | None) -> tuple[str, list]:
+    """``(" FROM prompts WHERE ...", params)``: the rows of a full-text query,
+    those whose seq is within ``seqs`` when given."""
+    if seqs is None:
+        return " FROM prompts WHERE prompts MATCH ?", [query]
+    return " FROM prompts WHERE prompts MATCH ? AND rowid BETWEEN ? AND ?", [query, *seqs]
 
 
 def _also(where: str, condition: str) -> str:
