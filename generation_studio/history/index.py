@@ -540,8 +540,8 @@ class OperationIndex:
         to ``until``, when no row of another day lies between them: the rows
         between them are then those of these days. None when some may (rows
         written out of the order of their days, as a restored archive's), or
-        when these days have none. FTS5 counts a range of rowids several times
-        faster than the rows with or without the days' words."""
+        when these days have none. FTS5 counts a word's rows within a range of
+        rowids about twice as fast as those with (or without) the days' words."""
         low, high = (since or "")[:10], (until or "\U0010ffff")[:10]
         first, last = self.execute("SELECT MIN(low), MAX(high) FROM day_seqs WHERE day >= ? "
                                    "AND day <= ?", (low, high)).fetchone()
