@@ -1013,6 +1013,23 @@ def test_a_search_between_dates_counts_rows_written_out_of_the_order_of_their_da
     assert (history.count(since), history.count(until)) == (6, 6)
 
 
+def test_the_seqs_of_the_days_between_two_dates_are_those_of_their_rows(history):
+    """Days are the first ten characters of a row's time, compared as text, as
+    the SQL compares times: an odd time's day sorts where its text does."""
+    times = ["2026-10-01T10:00:00.000Z", "2026-10-02T10:00:00.000Z", "2026-10-02T11:00:00.000Z",
+             "2026-10-03T10:00:00.000Z", "yesterday"]
+    history.index.add([{"operationId": f"20261001_{n:06d}", "prompt": "red", "createdAt": t}
+                       for n, t in enumerate(times)])
+    seqs = history.index._day_seqs
+    assert [seqs("2026-10-02", None), seqs(None, "2026-10-02T23:59:59.999Z"),
+            seqs("2026-10-02T12:00:00.000Z", "2026-10-03"), seqs(None, None),
+            seqs("2026-10-04", "2026-12-31")] == [(2, 5), (1, 3), (2, 4), (1, 5), None]
+    history.index.add([{"operationId": "20261001_000009", "prompt": "red",
+                        "createdAt": "2026-10-02T09:00:00.000Z"}])  # after a later day's
+    assert [seqs("2026-10-02", None), seqs(None, "2026-10-02"), seqs("2026-10-03", None),
+            seqs("2026-10-01", "2026-10-01")] == [(2, 6), None, None, (1, 1)]
+
+
 @pytest.mark.parametrize("prefix_words", [10, 1])  # a long last word spelled as its words or not
 def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_move(
         history, monkeypatch, prefix_words):
