@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS durations (
     PRIMARY KEY (type, bucket, status, trashed, step)) WITHOUT ROWID;
 -- The lowest and the highest seq of each day's rows (as the summary's day): a
 -- search between two dates counts the rows between their days' seqs when no
--- other day's are among them (see day_seqs). Bounds: a delete never narrows them.
+-- other day's are among them (OperationIndex._day_seqs). A delete never narrows them.
 CREATE TABLE IF NOT EXISTS day_seqs (day TEXT PRIMARY KEY, low INTEGER NOT NULL,
                                      high INTEGER NOT NULL) WITHOUT ROWID;
 """
