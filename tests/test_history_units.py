@@ -946,6 +946,13 @@ def test_a_search_for_words_like_the_facets_finds_prompts_not_facets(history):
     assert history.index._search(Filters(q="white sta")).match == \
         '- {facets} : ("white" AND "sta"*)'
     assert history.page(Filters(q="white"), limit=10).total == 3
+    # Out of the trash, or in it: its word, unless columns are named anyway.
+    assert history.index._search(Filters(q="white", trash="exclude")).match == \
+        '(("white")) NOT {facets} : ("trashed")'
+    assert history.index._search(Filters(q="white", trash="only")).match == \
+        '("white") AND {facets} : "trashed"'
+    gallery = history.index._search(Filters(q="white", trash="exclude", toplevel=True)).match
+    assert gallery == "{" + " ".join(f"c{n}" for n in range(19)) + '} : ("white")'
 
 def test_dates_are_the_words_of_whole_years_months_and_days_and_the_days_they_cut():
     from generation_studio.history.index import date_words

@@ -21,7 +21,7 @@ from .. import liveness
 from ..catalog import OPERATION_TYPES
 from .filters import PROVIDERS, STATUSES, Filters, iso, words
 
-SCHEMA_VERSION = 13  # an index file of another version is rebuilt
+SCHEMA_VERSION = 14  # an index file of another version is rebuilt
 BUSY_TIMEOUT_SECONDS = 5  # a writer holding the lock longer is a fault, not a wait
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -129,10 +129,10 @@ SUMMARY_FILL = (
     f"INSERT INTO day_seqs SELECT IFNULL(substr(created_at, 1, 10), ''), MIN(seq), MAX(seq) "
     f"FROM operations GROUP BY 1;\n")
 # Prompts searchable with FTS5, kept in step with the table by triggers. A
-# row's prompt is in one column of many, named for where the row is: a
-# workflow's step or not, and its type (types this version does not know
-# share the last). A search with those filters is then counted by the
-# full-text index alone, its columns saying which rows. Contentless
+# row's prompt is in one column of many, named for where the row is: in the
+# trash or not, a workflow's step or not, and its type (types this version
+# does not know share the last). A search with those filters is then counted
+# by the full-text index alone, its columns saying which rows. Contentless
 # (the table holds the prompts), rowid = seq; it keeps which columns hold a
 # word, not where (searches are words, never phrases: a third less to read);
 # prefixes of one to three letters are indexed: the last word is a prefix.
@@ -141,8 +141,9 @@ SUMMARY_FILL = (
 # search filtered by them is counted by the full-text index too. Searches never
 # look in that column (and leave it out by name only when a word searched may
 # be one of its own: FTS5 reads a word a quarter faster when no column is
-# named). The trash is a facet, not columns, for that reason: a search out of
-# the trash (the usual one) names no column, and few rows are in the trash.
+# named). For that reason too, a search that names columns only for the trash
+# (the usual one: out of it) asks for its word instead: few rows are in the
+# trash. One that names them anyway (for the steps or types) names the trash's.
 # Most operations succeed: that status has no word, the others do (statusother:
 # none or one this version does not know), and a search for it is one without
 # the others' words, which FTS5 reads faster than a word of nearly every row.
@@ -153,8 +154,8 @@ SUMMARY_FILL = (
 # not: a search between two dates is counted by the full-text index too (see
 # date_words). Times are compared as text, as the SQL compares them.
 FTS_TYPES = OPERATION_TYPES
-_PLACES = len(FTS_TYPES) + 1  # per step or not: one column per type, one for the others
-FTS_COLUMNS = tuple(f"c{n}" for n in range(2 * _PLACES))
+_PLACES = len(FTS_TYPES) + 1  # per trash and step: one column per type, one for the others
+FTS_COLUMNS = tuple(f"c{n}" for n in range(4 * _PLACES))
 _UNWORDED_STATUS = "succeeded"
 _FACET_STEMS = ("status", "provider", "starred", "trashed", "dateodd")  # and y2026, d20261102
 DAY_START, DAY_END = "T00:00:00.000Z", "T23:59:59.999Z"
@@ -175,8 +176,8 @@ _FACETS = ("trim(CASE {r}.status WHEN '" + _UNWORDED_STATUS + "' THEN '' "
            + _DATE_WORDS + ")")
 
 
-def fts_column(step: bool, type_number: int) -> str:
-    return FTS_COLUMNS[step * _PLACES + type_number]
+def fts_column(trashed: bool, step: bool, type_number: int) -> str:
+    return FTS_COLUMNS[(2 * trashed + step) * _PLACES + type_number]
 
 
 PREFIX_INDEXED = 3  # prefixes of up to so many letters have their own entries
@@ -189,7 +190,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(
 FTS_TERMS = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.terms USING fts5vocab(main, prompts, instance)"
 
 # The column of row {r}: its number, then the prompt in that column alone, and its facets.
-_FTS_PLACE = ("({r}.parent_id IS NOT NULL) * "
+_FTS_PLACE = ("(({r}.trashed_at IS NOT NULL) * 2 + ({r}.parent_id IS NOT NULL)) * "
               f"{_PLACES} + CASE {{r}}.type "
               + " ".join(f"WHEN '{t}' THEN {n}" for n, t in enumerate(FTS_TYPES))
               + f" ELSE {len(FTS_TYPES)} END")
@@ -637,9 +638,10 @@ class OperationIndex:
                      search: "_Search | None") -> tuple[int | None, int | None]:
         """``(prompts matching the search or None, the count or None)``: the
         count comes from the summary, or from the full-text index (whose columns
-        know the steps and the types, and its facets the trash, the status, the
-        provider, the star and the days) when the search has no other filter;
-        rows of a day the dates cut, or whose time is odd, are tested one by one."""
+        know the trash, the steps and the types, and its facets the trash too,
+        the status, the provider, the star and the days) when the search has no
+        other filter; rows of a day the dates cut, or whose time is odd, are
+        tested one by one."""
         summary = _summary_where(filters)
         if summary is not None:
             return None, self.execute(f"SELECT IFNULL(SUM(n), 0) FROM summary{summary[0]}",
@@ -776,7 +778,7 @@ class OperationIndex:
             if value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        # A full-text search says which trash (facets) and whether steps (columns).
+        # A full-text search's columns (or facets) say which trash and whether steps.
         searched = filters.q and self.has_fts
         if filters.trash == "exclude" and not searched:
             clauses.append("trashed_at IS NULL")
@@ -874,7 +876,7 @@ def fts_query(filters: Filters, last: list[str] | None = None, any_of: list[str]
               none_of: list[str] = ()) -> str:
     """Every word of ``filters.q`` must appear (the last as a prefix, or as
     one of ``last``: the words it is a prefix of), in the columns of the rows
-    the filters' steps and types select, with the facets they ask for,
+    the filters' trash, steps and types select, with the facets they ask for,
     one of the facets' expressions ``any_of`` (when given, not empty) and none
     of ``none_of`` (``date_words``).
     Only words reach FTS5, one token each, so its syntax never does."""
@@ -889,14 +891,16 @@ def fts_query(filters: Filters, last: list[str] | None = None, any_of: list[str]
     else:
         spelled = " OR ".join(f'"{w}"' for w in last)
         terms.append(spelled if len(last) == 1 else f"({spelled})")
-    columns = _fts_columns(filters)
+    # Columns named for the trash alone: its word costs less.
+    trash_word = _fts_columns(dataclasses.replace(filters, trash="include")) is None
+    columns = None if trash_word else _fts_columns(filters)
     if columns:
         query = f"{{{' '.join(columns)}}} : ({' AND '.join(terms)})"
     elif searched and not any(map(_may_be_facet, searched)):
         query = f"({' AND '.join(terms)})"  # reading which column holds a word costs a quarter
     else:
         query = f"- {{facets}} : ({' AND '.join(terms)})"
-    wanted, unwanted = _facets(filters)
+    wanted, unwanted = _facets(filters, trash_word)
     anything = [" OR ".join(any_of)] if any_of is not None else []
     query = " AND ".join([query] + [f'{{facets}} : "{f}"' for f in wanted]
                          + [f"{{facets}} : ({f})" for f in anything])
@@ -918,11 +922,13 @@ def _may_be_facet(word: str) -> bool:
     return any(word.startswith(stem) or stem.startswith(word) for stem in _FACET_STEMS)
 
 
-def _facets(filters: Filters) -> tuple[list[str], list[str]]:
-    """The words of the ``facets`` column that ``filters`` want, and those they do not."""
+def _facets(filters: Filters, trash_word: bool = False) -> tuple[list[str], list[str]]:
+    """The words of the ``facets`` column that ``filters`` want, and those they
+    do not; the trash's too when ``trash_word``."""
     wanted = ([f"provider{filters.provider}"] * (filters.provider in PROVIDERS)
-              + ["starred"] * filters.starred + ["trashed"] * (filters.trash == "only"))
-    unwanted = ["trashed"] * (filters.trash == "exclude")
+              + ["starred"] * filters.starred
+              + ["trashed"] * (trash_word and filters.trash == "only"))
+    unwanted = ["trashed"] * (trash_word and filters.trash == "exclude")
     if filters.status == _UNWORDED_STATUS:
         return wanted, unwanted + [f"status{s}" for s in (*STATUSES, "other")
                                    if s != _UNWORDED_STATUS]
@@ -930,13 +936,14 @@ def _facets(filters: Filters) -> tuple[list[str], list[str]]:
 
 
 def _fts_columns(filters: Filters) -> list[str] | None:
-    """The full-text columns of the rows ``filters`` select by step and type;
-    None when that is every column."""
+    """The full-text columns of the rows ``filters`` select by trash, step and
+    type; None when that is every column."""
+    trashed = {"exclude": (False,), "only": (True,)}.get(filters.trash, (False, True))
     steps = (False,) if filters.toplevel else (False, True)
     numbers = sorted({_type_number(t) for t in filters.types}) or range(_PLACES)
-    if len(steps) * len(numbers) == len(FTS_COLUMNS):
+    if len(trashed) * len(steps) * len(numbers) == len(FTS_COLUMNS):
         return None
-    return [fts_column(s, n) for s in steps for n in numbers]
+    return [fts_column(t, s, n) for t in trashed for s in steps for n in numbers]
 
 
 def _type_number(op_type: str) -> int:
