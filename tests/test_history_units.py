@@ -1059,9 +1059,12 @@ def test_the_seqs_of_the_days_between_two_dates_are_those_of_their_rows(history)
             seqs("2026-10-01", "2026-10-01")] == [(2, 6), None, None, (1, 1)]
 
 
-@pytest.mark.parametrize("prefix_words", [10, 1])  # a long last word spelled as its words or not
+@pytest.mark.parametrize("prefix_words, probe, has_json", [
+    (10, 100, True),  # a long last word spelled as its words, matches up to 100 read whole
+    (1, 2, True),  # or not; matches up to 15 (a hundredth of the rows) read whole, past 2
+    (10, 2, False)])  # SQLite without its JSON functions: matches never read whole
 def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_move(
-        history, monkeypatch, prefix_words):
+        history, monkeypatch, prefix_words, probe, has_json):
     """A prompt is indexed in the full-text column of its row's place (trash,
     step, type), with its status, provider, star and day as facets: trashing,
     restoring, rewording, retyping, finishing, starring, redating and deleting rows keep
@@ -1070,6 +1073,10 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
     import random
     from generation_studio.history import index
     monkeypatch.setattr(index, "PREFIX_WORDS_UP_TO", prefix_words)
+    monkeypatch.setattr(index, "PROBE", probe)
+    if not has_json:
+        monkeypatch.setattr(index, "_has_json", lambda conn: False)
+        history.index.close()
     rng = random.Random(11)
     types = ["text_to_image", "generate_then_edit", "legacy_upscale", None]
     statuses = ["succeeded", "failed", "running", "weird", None]

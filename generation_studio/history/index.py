@@ -10,6 +10,7 @@ service treats the index as broken and rebuilds it from the records.
 
 import contextlib
 import dataclasses
+import json
 import os
 import sqlite3
 import threading
@@ -241,6 +242,8 @@ SORT_COST = 3
 PREFIX_WORDS_UP_TO = 10
 WALK_CHUNKS = (256, 8192)
 MATCHES_AT_ONCE = 1000
+# A search reads its first PROBE matches to tell whether they may be few (see _count_matches).
+PROBE = 100
 
 
 def row_of(record: dict) -> tuple:
@@ -288,7 +291,7 @@ class OperationIndex:
     def __init__(self, path):
         self.path = Path(path)
         self._local = threading.local()
-        self.has_fts = None
+        self.has_fts = self.has_json = None
 
     def connect(self) -> sqlite3.Connection:
         """This thread's connection, made (and the schema checked) on first use."""
@@ -306,6 +309,7 @@ class OperationIndex:
         return conn
 
     def _prepare(self, conn) -> None:
+        self.has_json = _has_json(conn)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             self.has_fts = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'prompts'"
@@ -478,7 +482,8 @@ class OperationIndex:
 
     def _page(self, filters: Filters, limit: int, offset: int, before: str | None):
         search = self._search(filters)
-        matches, total = self._quick_count(filters, search)
+        rows = (search.rows if search.rows is not None else self._rows()) if search else 0
+        matches, total, search = self._quick_count(filters, search, rows // DENSE_FROM)
         if total is None:
             count_by = "member" if matches and matches > JOIN_MATCHES_UP_TO else "join"
             source, where, params = self._select(filters, count_by, search)
@@ -489,7 +494,7 @@ class OperationIndex:
         # unless the matches are so sparse among the rows walked (those of the dates) that
         # the walk would be the longer (a row walked costs a third of a match sorted).
         want = offset + limit + 1
-        rows = search.rows if search and search.rows is not None else self._rows()
+        rows = rows or self._rows()
         walk = (matches is not None and total > SORT_MATCHES_UP_TO
                 and matches * matches * SORT_COST > rows * want)
         if walk and matches * DENSE_FROM > rows:
@@ -634,9 +639,10 @@ class OperationIndex:
         return self.execute(f"SELECT {', '.join(COLUMNS)}{source}{where} "
                             f"ORDER BY created_at DESC, id DESC", params)
 
-    def _quick_count(self, filters: Filters,
-                     search: "_Search | None") -> tuple[int | None, int | None]:
-        """``(prompts matching the search or None, the count or None)``: the
+    def _quick_count(self, filters: Filters, search: "_Search | None",
+                     few: int) -> tuple[int | None, int | None, "_Search | None"]:
+        """``(prompts matching the search or None, the count or None, the
+        search, with its matches when they are at most ``few``)``: the
         count comes from the summary, or from the full-text index (whose columns
         know the trash, the steps and the types, and its facets the trash too,
         the status, the provider, the star and the days) when the search has no
@@ -645,11 +651,14 @@ class OperationIndex:
         summary = _summary_where(filters)
         if summary is not None:
             return None, self.execute(f"SELECT IFNULL(SUM(n), 0) FROM summary{summary[0]}",
-                                      summary[1]).fetchone()[0]
+                                      summary[1]).fetchone()[0], search
         if search is None:
-            return None, None
+            return None, None, None
+        if search.checked is None:  # no dates: what is counted is what matches
+            matches, search = self._count_matches(search, few)
+            return matches, matches if fts_counts(filters) else None, search
         if not fts_counts(filters):
-            return self._fts_count(search.match, search.seqs), None
+            return self._fts_count(search.match, search.seqs), None, search
         counted = self._fts_count(search.counted, search.seqs)
         checked = self._fts_count(search.checked, search.seqs)
         if search.seqs:  # FTS5 counts a range faster than the rows not to test
@@ -659,7 +668,32 @@ class OperationIndex:
             source, where, params = self._select(filters, "join", dataclasses.replace(
                 search, match=search.checked))
             total += self.execute(f"SELECT COUNT(*){source}{where}", params).fetchone()[0]
-        return counted + checked, total
+        return counted + checked, total, search
+
+    def _count_matches(self, search: "_Search", few: int) -> tuple[int, "_Search"]:
+        """How many rows ``search.match`` selects, and the search with their
+        seqs (``known``) when they are at most ``few``: the page then reads
+        them from that list, not from FTS5 a second time (a walk of the dates
+        tested against "dragon watercolor"'s 7,586 matches: 4 ms, not 9).
+        Reading ``few`` matches of a word of many costs a fifth of its count:
+        the first ``PROBE`` matches tell how dense they are, and so whether
+        they may be few, before."""
+        if not self.has_json:
+            return self._fts_count(search.match, search.seqs), search
+        rows, params = _matching(search.match, search.seqs)
+        probe = [r for r, in self.execute(f"SELECT rowid{rows} LIMIT ?", params + [PROBE + 1])]
+        if len(probe) <= PROBE:
+            return len(probe), dataclasses.replace(search, known=json.dumps(probe))
+        low, high = self.execute("SELECT (SELECT MIN(seq) FROM operations), "
+                                 "(SELECT MAX(seq) FROM operations)").fetchone()
+        # As dense further on, they may be few (a half more: the probe only estimates)
+        if 2 * PROBE * (high - low) <= 3 * few * (probe[-1] - probe[0]):
+            n, known = self.execute(f"SELECT COUNT(*), '[' || group_concat(rowid) || ']' "
+                                    f"FROM (SELECT rowid{rows} LIMIT ?)",
+                                    params + [few + 1]).fetchone()
+            if n <= few:
+                return n, dataclasses.replace(search, known=known)
+        return self._fts_count(search.match, search.seqs), search
 
     def _fts_count(self, query: str | None, seqs: tuple[int, int] | None) -> int:
         """The rows of a full-text query (whose seq is within ``seqs``); 0 for none."""
@@ -759,7 +793,7 @@ class OperationIndex:
             self.connect()
             search = (search or self._search(filters)) if self.has_fts else None
             if search:
-                rows, params = _matching(search.match, search.seqs)
+                rows, params = search.source()
             if search and how in ("member", "walk"):
                 # "+seq": not through the rowid, so that a walk follows the dates' index
                 clauses.append(f"{'+seq' if how == 'walk' else 'seq'} IN (SELECT rowid{rows})")
@@ -1011,19 +1045,27 @@ class _Search:
     counts alone (None: none); ``checked``, rows whose time the SQL must test;
     ``rows``, how many rows the dates' days hold (None: no dates); ``seqs``,
     when given, the lowest and highest seq of the rows of all three (whose
-    ``counted`` then holds the ``checked``, to be taken away)."""
+    ``counted`` then holds the ``checked``, to be taken away); ``known``, the
+    seqs ``match`` selects, read already (a JSON array)."""
     match: str
     counted: str | None
     checked: str | None = None
     rows: int | None = None
     seqs: tuple[int, int] | None = None
+    known: str | None = None
+
+    def source(self) -> tuple[str, list]:
+        """``(" FROM ...", params)``: the rows ``match`` selects, as ``rowid``."""
+        if self.known is not None:
+            return " FROM (SELECT value AS rowid FROM json_each(?))", [self.known]
+        return _matching(self.match, self.seqs)
 
 
 class _Matches:
     """The full-text matches of a search, read newest seq first only as far as asked."""
 
     def __init__(self, conn, search: _Search):
-        rows, params = _matching(search.match, search.seqs)
+        rows, params = search.source()
         self._cursor = conn.execute(f"SELECT rowid{rows} ORDER BY rowid DESC", params)
         self._seqs = set()
         self._floor = float("inf")  # every match at or above it has been read
@@ -1045,6 +1087,15 @@ def _matching(query: str, seqs: tuple[int, int] | None) -> tuple[str, list]:
     if seqs is None:
         return " FROM prompts WHERE prompts MATCH ?", [query]
     return " FROM prompts WHERE prompts MATCH ? AND rowid BETWEEN ? AND ?", [query, *seqs]
+
+
+def _has_json(conn) -> bool:
+    """Whether this SQLite has its JSON functions (built in since 3.38)."""
+    try:
+        conn.execute("SELECT json_array_length('[]')")
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 def _also(where: str, condition: str) -> str:
