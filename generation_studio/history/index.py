@@ -674,7 +674,7 @@ class OperationIndex:
         """How many rows ``search.match`` selects, and the search with their
         seqs (``known``) when they are at most ``few``: the page then reads
         them from that list, not from FTS5 a second time (a walk of the dates
-        tested against "dragon watercolor"'s 7,586 matches: 4 ms, not 9).
+        tested against "dragon watercolor"'s 7,586 matches: 4 ms, not 13).
         Reading ``few`` matches of a word of many costs a fifth of its count:
         the first ``PROBE`` matches tell how dense they are, and so whether
         they may be few, before."""
@@ -947,7 +947,7 @@ def fts_query(filters: Filters, last: list[str] | None = None, any_of: list[str]
 def _may_be_facet(word: str) -> bool:
     """Whether ``word`` searched (as itself or as a prefix) may meet a word of
     the ``facets`` column (``statusfailed``, ``providerlocal``, ``starred``,
-    ``d20261102``, ``dateodd``...), as FTS5 folds it."""
+    ``trashed``, ``d20261102``, ``dateodd``...), as FTS5 folds it."""
     word = word.lower()
     if not word.isascii():
         return True  # FTS5 takes its accents off: it may become one
