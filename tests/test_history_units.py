@@ -954,6 +954,7 @@ def test_a_search_for_words_like_the_facets_finds_prompts_not_facets(history):
     gallery = history.index._search(Filters(q="white", trash="exclude", toplevel=True)).match
     assert gallery == "{" + " ".join(f"c{n}" for n in range(19)) + '} : ("white")'
 
+
 def test_dates_are_the_words_of_whole_years_months_and_days_and_the_days_they_cut():
     from generation_studio.history.index import date_words
     since_october = date_words("2026-10-01T00:00:00.000Z", None, ["2025", "2026"])
