@@ -482,6 +482,7 @@ class OperationIndex:
 
     def _page(self, filters: Filters, limit: int, offset: int, before: str | None):
         search = self._search(filters)
+        # The rows a search may select: its dates' days', or all (no search: not needed)
         rows = (search.rows if search.rows is not None else self._rows()) if search else 0
         matches, total, search = self._quick_count(filters, search, rows // DENSE_FROM)
         if total is None:
@@ -494,7 +495,6 @@ class OperationIndex:
         # unless the matches are so sparse among the rows walked (those of the dates) that
         # the walk would be the longer (a row walked costs a third of a match sorted).
         want = offset + limit + 1
-        rows = rows or self._rows()
         walk = (matches is not None and total > SORT_MATCHES_UP_TO
                 and matches * matches * SORT_COST > rows * want)
         if walk and matches * DENSE_FROM > rows:
