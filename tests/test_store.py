@@ -11,6 +11,8 @@ import pytest
 from generation_studio.history import HistoryService, records
 from generation_studio import liveness
 from generation_studio.history import recovery
+from generation_studio.history.filters import Filters
+from generation_studio.storage import folder as folder_module
 from generation_studio.storage import layout
 from generation_studio.storage.folder import OperationExists
 
@@ -145,6 +147,38 @@ def test_a_write_that_dies_midway_leaves_no_half_file(store, monkeypatch):
         store.save({}, outputs=[png_bytes()])
     assert every_file(store.root) == []
 
+
+
+def test_a_save_whose_folder_fsync_fails_leaves_no_files_and_no_index_row(store, monkeypatch):
+    """The index row is written while the folder's fsync runs: when that
+    fsync fails, the operation's files go, and its row too."""
+    kept = store.save({"prompt": "kept"}, outputs=[png_bytes()])["operationId"]
+    names_before = every_file(store.root)
+
+    def broken_fsync_dir(folder):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(folder_module, "fsync_dir", broken_fsync_dir)
+    with pytest.raises(OSError, match="Input/output error"):
+        store.save({"prompt": "lost"}, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])
+    assert every_file(store.root) == names_before
+    assert store.count(Filters()) == 1
+    assert [r["operationId"] for r in store.page(Filters(), 10).operations] == [kept]
+    assert store.count(Filters(q="lost")) == 0
+
+
+def test_the_index_row_comes_after_the_record_and_its_files(store, monkeypatch):
+    """A reader that finds the row finds the record (and the record its files)."""
+    seen = []
+    real_add = store.keeper.add
+
+    def add(records_):
+        seen.extend(sorted(stored_names(store.root)))
+        real_add(records_)
+
+    monkeypatch.setattr(store.keeper, "add", add)
+    op_id = store.save({}, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])["operationId"]
+    assert seen == [f"{op_id}.json", f"{op_id}_in_0.png", f"{op_id}_out.png"]
 
 def test_ids_never_collide_with_an_existing_operation(store, monkeypatch):
     ids = iter(["20261124_aaaaaaaaaaaa", "20261124_aaaaaaaaaaaa", "20261124_bbbbbbbbbbbb"])

@@ -93,9 +93,19 @@ class HistoryService:
         bytes or paths of temp files of this folder."""
         op_id = record.get("operationId") or self.new_id()
         record = {"operationId": op_id, **record, "schemaVersion": records.SCHEMA_VERSION}
-        with self.locks.shared([layout.day_of(op_id)]):
-            record = self.folder.write(op_id, record, inputs, outputs)
+        indexed = []
+
+        def index(record):  # while the folder's fsync runs
             self.keeper.add([record])
+            indexed.append(op_id)
+
+        with self.locks.shared([layout.day_of(op_id)]):
+            try:
+                record = self.folder.write(op_id, record, inputs, outputs, meanwhile=index)
+            except BaseException:
+                if indexed:  # the files are gone: so is their row
+                    self.keeper.remove(indexed)
+                raise
         events.operation_saved.send(self, record=record)
         return record
 

@@ -36,11 +36,12 @@ class Listing:
     skipped: dict = field(default_factory=dict)  # name -> why it is not read
 
 
-class _Describer:
-    """``media.describe`` of large bytes on a helper thread, so that hashing
-    them (sha256 releases the GIL) overlaps their write and fsync."""
+class _Helpers:
+    """Two helper threads for work that overlaps the record step's disk waits:
+    hashing large bytes (sha256 releases the GIL) while they are written, and
+    the folder's fsync while the caller writes the index row."""
 
-    FROM_BYTES = 64 * 1024  # below this the hand-over costs more than it saves
+    DESCRIBE_FROM = 64 * 1024  # below this the hand-over costs more than it saves
 
     def __init__(self):
         self.forget()
@@ -52,22 +53,25 @@ class _Describer:
 
     def describe(self, data: bytes):
         """A function returning ``media.describe(data)``."""
-        if len(data) >= self.FROM_BYTES:
-            try:
-                return self._executor().submit(media.describe, data).result
-            except RuntimeError:  # the interpreter is exiting: no new work for threads
-                pass
-        info = media.describe(data)
-        return lambda: info
+        if len(data) < self.DESCRIBE_FROM:
+            info = media.describe(data)
+            return lambda: info
+        return self.start(media.describe, data)
 
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="describe")
-            return self._pool
+    def start(self, fn, *args):
+        """Start ``fn(*args)``; return a function that waits for its result
+        (or raises its exception). Runs it here when no thread can be had."""
+        try:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="folder")
+                return self._pool.submit(fn, *args).result
+        except RuntimeError:  # the interpreter is exiting: no new work for threads
+            result = fn(*args)
+            return lambda: result
 
 
-_describer = _Describer()
+_helpers = _Helpers()
 
 
 class OperationFolder:
@@ -81,12 +85,14 @@ class OperationFolder:
         return self.root.is_dir() and os.access(self.root, os.W_OK)
 
     # Writing ----------------------------------------------------------------------
-    def write(self, op_id: str, record: dict, inputs=(), outputs=()) -> dict:
+    def write(self, op_id: str, record: dict, inputs=(), outputs=(), meanwhile=None) -> dict:
         """Write an operation's files, then its record; return the record.
 
         ``inputs`` are ``(bytes, original_name)`` pairs; ``outputs`` bytes, or
         paths of finished files in this folder (moved in, never read into
-        memory). A failure removes what was written and raises.
+        memory). ``meanwhile(record)``, if given, is called once the record is
+        in place, while the folder's fsync runs. A failure removes what was
+        written and raises (``meanwhile`` may have run: undoing it is the caller's).
         """
         json_path = self.path(layout.record_name(op_id))
         if os.path.lexists(json_path):
@@ -99,7 +105,14 @@ class OperationFolder:
                 for n, (data, name) in enumerate(inputs)]
             record.update(self._write_outputs(written, op_id, outputs))
             self.write_record(op_id, record, sync_dir=False)
-            fsync_dir(self.root)  # one fsync makes every rename above durable
+            if meanwhile is None:
+                fsync_dir(self.root)  # one fsync makes every rename above durable
+            else:
+                synced = _helpers.start(fsync_dir, self.root)
+                try:
+                    meanwhile(record)
+                finally:
+                    synced()
         except BaseException:
             for path in written + [json_path]:
                 path.unlink(missing_ok=True)
@@ -143,7 +156,7 @@ class OperationFolder:
             move_atomic(data, path, sync_dir=False)
         else:
             path = self.path(name_for(media.sniff(media.head(data))[0]))
-            described = _describer.describe(data)  # hashed while the bytes go to disk
+            described = _helpers.describe(data)  # hashed while the bytes go to disk
             write_atomic(path, data, sync_dir=False)
             info = described()
         written.append(path)
