@@ -142,7 +142,7 @@ class HistoryService:
                 raise ValueError(f"{name!r} is not a file of operation {op_id}")
         with self.locks.exclusive([layout.day_of(op_id)]):
             for name, path in files.items():
-                move_atomic(path, self.folder.path(name), sync_dir=False)
+                move_atomic(path, self.folder.path(name))
             write_atomic(self.folder.path(layout.record_name(op_id)), record_data,
                          sync_dir=False)
             fsync_dir(self.root)

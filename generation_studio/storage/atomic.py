@@ -92,8 +92,9 @@ def write_atomic(path, data: bytes, sync_dir: bool = True) -> None:
             view = view[os.write(fd, view):]
 
 
-def move_atomic(source: Path, path: Path, sync_dir: bool = True) -> None:
-    """Move a finished file of the same folder onto ``path``, fsynced first."""
+def move_atomic(source: Path, path: Path) -> None:
+    """Move a finished file of the same folder onto ``path``, fsynced first.
+    The caller fsyncs the folder, once for all the files it moves and writes."""
     fd = os.open(source, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -101,5 +102,3 @@ def move_atomic(source: Path, path: Path, sync_dir: bool = True) -> None:
         os.close(fd)
     os.chmod(source, FILE_MODE)
     os.replace(source, path)
-    if sync_dir:
-        fsync_dir(Path(path).parent)

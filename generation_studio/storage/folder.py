@@ -153,7 +153,7 @@ class OperationFolder:
         if isinstance(data, Path):
             info = media.describe(data)
             path = self.path(name_for(info.ext))
-            move_atomic(data, path, sync_dir=False)
+            move_atomic(data, path)
         else:
             path = self.path(name_for(media.sniff(media.head(data))[0]))
             described = _helpers.describe(data)  # hashed while the bytes go to disk
