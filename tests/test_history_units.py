@@ -1061,6 +1061,34 @@ def test_the_seqs_of_the_days_between_two_dates_are_those_of_their_rows(history)
             seqs("2026-10-01", "2026-10-01")] == [(2, 6), None, None, (1, 1)]
 
 
+@pytest.mark.parametrize("probe", [100, 2])
+def test_few_matches_are_read_with_their_count_and_the_page_walks_that_list(
+        history, monkeypatch, probe):
+    """A search whose matches are few (here at most 30) reads them once, with its
+    count, whether the first ``PROBE`` of them hold them all or only tell how
+    dense they are; a search of many is counted by FTS5, its matches left unread."""
+    from generation_studio.history import index
+    monkeypatch.setattr(index, "PROBE", probe)
+    history.index.add([{"operationId": f"20261102_{n:06d}", "createdAt":
+                        f"2026-11-02T10:{n // 60 % 60:02d}:{n % 60:02d}.000Z",
+                        "prompt": "a rare bird" if n % 500 == 0 else "a common cat"}
+                       for n in range(3000)])
+    rare, common = (history.index._search(Filters(q=q)) for q in ("rare", "common"))
+    counted, rare = history.index._count_matches(rare, 30)
+    assert (counted, json.loads(rare.known)) == (6, [1, 501, 1001, 1501, 2001, 2501])
+    counted, common = history.index._count_matches(common, 30)
+    assert (counted, common.known) == (2994, None)
+
+    statements = []
+    history.index.connect().set_trace_callback(statements.append)
+    page = history.index.page(Filters(q="rare"), 2)
+    history.index.connect().set_trace_callback(None)
+    assert page[:2] == (["20261102_002500", "20261102_002000"], 6)
+    read = [s for s in statements if "prompts MATCH" in s and not s.startswith("--")]
+    assert len(read) == (1 if probe == 100 else 2), read  # the probe, then all when needed
+    assert len([s for s in statements if "json_each" in s]) == 1, statements  # the walk
+
+
 @pytest.mark.parametrize("prefix_words, probe, has_json", [
     (10, 100, True),  # a long last word spelled as its words, matches up to 100 read whole
     (1, 2, True),  # or not; matches up to 15 (a hundredth of the rows) read whole, past 2
