@@ -1076,8 +1076,13 @@ def test_few_matches_are_read_with_their_count_and_the_page_walks_that_list(
     rare, common = (history.index._search(Filters(q=q)) for q in ("rare", "common"))
     counted, rare = history.index._count_matches(rare, 30)
     assert (counted, json.loads(rare.known)) == (6, [1, 501, 1001, 1501, 2001, 2501])
+    statements = []
+    history.index.connect().set_trace_callback(statements.append)
     counted, common = history.index._count_matches(common, 30)
+    history.index.connect().set_trace_callback(None)
     assert (counted, common.known) == (2994, None)
+    # the probe of a dense word says so: its matches are not read in vain
+    assert [s for s in statements if "group_concat" in s] == []
 
     statements = []
     history.index.connect().set_trace_callback(statements.append)
