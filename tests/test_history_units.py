@@ -937,8 +937,7 @@ def test_a_search_for_words_like_the_facets_finds_prompts_not_facets(history):
     # rows whose facets hold those words (a day alone: "dateodd"), and whose prompts do not
     for q in ("sta", "star", "starred", "statu", "statusfailed", "p", "prov", "providerlocal",
               today, today[:5], "y", "y2", "y2026", "m", "m2", "m2026", "d", "d2", "dat", "dateodd",
-              "STAR", "Státus",
-              "trash", "trashed"):
+              "STAR", "Státus", "trash", "trashed"):
         page = history.page(Filters(q=q), limit=10)
         expected = [] if q in ("starred", "statusfailed", "dat", "dateodd", "Státus", "trash",
                                "trashed") else [worded["operationId"]]

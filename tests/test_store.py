@@ -148,7 +148,6 @@ def test_a_write_that_dies_midway_leaves_no_half_file(store, monkeypatch):
     assert every_file(store.root) == []
 
 
-
 def test_a_save_whose_folder_fsync_fails_leaves_no_files_and_no_index_row(store, monkeypatch):
     """The index row is written while the folder's fsync runs: when that
     fsync fails, the operation's files go, and its row too."""
@@ -179,6 +178,7 @@ def test_the_index_row_comes_after_the_record_and_its_files(store, monkeypatch):
     monkeypatch.setattr(store.keeper, "add", add)
     op_id = store.save({}, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])["operationId"]
     assert seen == [f"{op_id}.json", f"{op_id}_in_0.png", f"{op_id}_out.png"]
+
 
 def test_ids_never_collide_with_an_existing_operation(store, monkeypatch):
     ids = iter(["20261124_aaaaaaaaaaaa", "20261124_aaaaaaaaaaaa", "20261124_bbbbbbbbbbbb"])
