@@ -2,11 +2,13 @@
 
 import os
 import stat
+import threading
+import time
 
 import pytest
 
 from generation_studio.storage import atomic
-from generation_studio.storage.atomic import atomic_file, write_atomic
+from generation_studio.storage.atomic import AtomicFiles, atomic_file, write_atomic
 
 
 def names(folder):
@@ -73,3 +75,89 @@ def test_a_taken_temp_name_is_skipped_never_overwritten(tmp_path, monkeypatch):
     write_atomic(tmp_path / "b.bin", b"second")
     assert taken.read_bytes() == b"another writer's"
     assert (tmp_path / "b.bin").read_bytes() == b"second"
+
+
+
+def fd_name(fd):
+    return os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+
+
+def test_files_written_together_take_their_names_in_order_once_all_are_fsynced(
+        tmp_path, monkeypatch):
+    """No file has its name before every one is durable, and the last added
+    (an operation's record) is renamed last."""
+    fsynced, renamed, real_fsync, real_replace = [], [], os.fsync, os.replace
+
+    def fsync(fd):
+        name = fd_name(fd).split(".pid")[0]
+        if name == ".a_in.png":
+            time.sleep(0.05)  # a slow disk: the others must wait for it
+        fsynced.append((name, [n for n in names(tmp_path) if not n.startswith(".")]))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        renamed.append(os.path.basename(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    files = AtomicFiles()
+    data = {"a_in.png": os.urandom(100_000), "a_out.jpg": os.urandom(200_000), "a.json": b"{}"}
+    for name, content in data.items():
+        files.write(tmp_path / name, content, last=name == "a.json")
+    files.commit()
+    assert sorted(fsynced) == [(".a.json", []), (".a_in.png", []), (".a_out.jpg", [])]
+    assert renamed == ["a_in.png", "a_out.jpg", "a.json"]
+    assert files.renamed == [tmp_path / n for n in renamed]
+    assert {n: (tmp_path / n).read_bytes() for n in names(tmp_path)} == data
+    assert stat.S_IMODE((tmp_path / "a_out.jpg").stat().st_mode) == 0o644
+
+
+def test_a_file_is_fsynced_while_the_next_one_is_written(tmp_path, monkeypatch):
+    """The first file's fsync waits until the second file is being written:
+    were they done one after the other, it would wait in vain."""
+    second_written, real_fsync, real_write = threading.Event(), os.fsync, os.write
+    overlapped = []
+
+    def fsync(fd):
+        if fd_name(fd).startswith(".first"):
+            overlapped.append(second_written.wait(timeout=5))
+        real_fsync(fd)
+
+    def write(fd, data):
+        if fd_name(fd).startswith(".second"):
+            second_written.set()
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "write", write)
+    files = AtomicFiles()
+    files.write(tmp_path / "first", b"1")
+    files.write(tmp_path / "second", b"2", last=True)
+    files.commit()
+    assert overlapped == [True]
+    assert names(tmp_path) == ["first", "second"]
+
+
+def test_a_failed_fsync_leaves_no_file_and_no_temp_and_a_moved_file_where_it_was(
+        tmp_path, monkeypatch):
+    download = tmp_path / ".download.tmp"
+    download.write_bytes(b"result")
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if fd_name(fd).startswith(".b"):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    files = AtomicFiles()
+    files.write(tmp_path / "a", b"a")
+    files.move(download, tmp_path / "out")
+    files.write(tmp_path / "b", b"b")
+    files.write(tmp_path / "c", b"c", last=True)
+    with pytest.raises(OSError, match="Input/output error"):
+        files.commit()
+    files.discard()
+    assert names(tmp_path) == [".download.tmp"]
+    assert files.renamed == []

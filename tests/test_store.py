@@ -166,6 +166,74 @@ def test_a_save_whose_folder_fsync_fails_leaves_no_files_and_no_index_row(store,
     assert store.count(Filters(q="lost")) == 0
 
 
+def fails_fsync_of(monkeypatch, part: str) -> None:
+    """Make the fsync of a file whose name contains ``part`` fail, whichever thread runs it."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if part in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_save_whose_result_cannot_be_fsynced_leaves_nothing(store, monkeypatch):
+    kept = store.save({"prompt": "kept"}, outputs=[png_bytes()])["operationId"]
+    names_before = every_file(store.root)
+    fails_fsync_of(monkeypatch, "_out.png")
+    with pytest.raises(OSError, match="Input/output error"):
+        store.save({"prompt": "lost"}, inputs=[(png_bytes(), "a.png")],
+                   outputs=[png_bytes()])  # fsynced on a helper thread
+    assert every_file(store.root) == names_before
+    assert [r["operationId"] for r in store.page(Filters(), 10).operations] == [kept]
+
+
+def test_an_update_whose_new_result_cannot_be_fsynced_keeps_the_record_as_it_was(
+        store, monkeypatch):
+    op = store.save({"status": "running"}, inputs=[(png_bytes(), "a.png")])
+    names_before = every_file(store.root)
+    fails_fsync_of(monkeypatch, "_out.png")
+    with pytest.raises(OSError, match="Input/output error"):
+        store.update(op["operationId"], lambda r: {"status": "succeeded"},
+                     outputs=[png_bytes()])
+    assert every_file(store.root) == names_before
+    assert json.loads((store.root / f"{op['operationId']}.json").read_bytes()) == op
+    assert [r["status"] for r in store.page(Filters(), 10).operations] == ["running"]
+
+
+def test_an_update_whose_record_cannot_be_replaced_removes_its_new_result(store, monkeypatch):
+    op = store.save({"status": "running"})
+    names_before, real_replace = every_file(store.root), os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="No space left"):
+        store.update(op["operationId"], lambda r: {"status": "succeeded"}, outputs=[png_bytes()])
+    assert every_file(store.root) == names_before
+    assert json.loads((store.root / f"{op['operationId']}.json").read_bytes()) == op
+
+
+def test_an_update_whose_folder_fsync_fails_keeps_the_new_record_with_its_result(
+        store, monkeypatch):
+    """The record is replaced already: its new result stays with it."""
+    op_id = store.save({"status": "running"})["operationId"]
+
+    def broken_fsync_dir(folder):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(folder_module, "fsync_dir", broken_fsync_dir)
+    with pytest.raises(OSError, match="Input/output error"):
+        store.update(op_id, lambda r: {"status": "succeeded"}, outputs=[png_bytes()])
+    on_disk = json.loads((store.root / f"{op_id}.json").read_bytes())
+    assert (on_disk["status"], on_disk["resultFile"]) == ("succeeded", f"{op_id}_out.png")
+    assert (store.root / f"{op_id}_out.png").read_bytes() == png_bytes()
+
+
 def test_the_index_row_comes_after_the_record_and_its_files(store, monkeypatch):
     """A reader that finds the row finds the record (and the record its files)."""
     seen = []

@@ -12,14 +12,13 @@ import json
 import os
 import stat
 import tempfile
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import media
+from ..threads import HelperPool
 from . import layout
-from .atomic import TMP_SUFFIX, fsync_dir, move_atomic, temp_prefix, write_atomic
+from .atomic import TMP_SUFFIX, AtomicFiles, fsync_dir, temp_prefix
 
 
 class OperationExists(Exception):
@@ -36,42 +35,17 @@ class Listing:
     skipped: dict = field(default_factory=dict)  # name -> why it is not read
 
 
-class _Helpers:
-    """Two helper threads for work that overlaps the record step's disk waits:
-    hashing large bytes (sha256 releases the GIL) while they are written, and
-    the folder's fsync while the caller writes the index row."""
-
-    DESCRIBE_FROM = 64 * 1024  # below this the hand-over costs more than it saves
-
-    def __init__(self):
-        self.forget()
-        os.register_at_fork(after_in_child=self.forget)
-
-    def forget(self) -> None:
-        """A forked process has none of its parent's threads: it starts its own."""
-        self._lock, self._pool = threading.Lock(), None
-
-    def describe(self, data: bytes):
-        """A function returning ``media.describe(data)``."""
-        if len(data) < self.DESCRIBE_FROM:
-            info = media.describe(data)
-            return lambda: info
-        return self.start(media.describe, data)
-
-    def start(self, fn, *args):
-        """Start ``fn(*args)``; return a function that waits for its result
-        (or raises its exception). Runs it here when no thread can be had."""
-        try:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="folder")
-                return self._pool.submit(fn, *args).result
-        except RuntimeError:  # the interpreter is exiting: no new work for threads
-            result = fn(*args)
-            return lambda: result
+_helpers = HelperPool("folder", 2)
+DESCRIBE_ON_HELPER_FROM = 64 * 1024  # below this the hand-over costs more than it saves
 
 
-_helpers = _Helpers()
+def _describe_while_written(data: bytes):
+    """A function returning ``media.describe(data)``: large bytes are hashed
+    on a helper thread (sha256 releases the GIL) while they are written."""
+    if len(data) < DESCRIBE_ON_HELPER_FROM:
+        info = media.describe(data)
+        return lambda: info
+    return _helpers.start(media.describe, data)
 
 
 class OperationFolder:
@@ -97,14 +71,15 @@ class OperationFolder:
         json_path = self.path(layout.record_name(op_id))
         if os.path.lexists(json_path):
             raise OperationExists(op_id)
-        written = []
+        files = AtomicFiles()
         try:
             record["inputImages"] = [
-                self._write_file(written, lambda ext, n=n: layout.input_name(op_id, n, ext),
-                                 data, originalName=name)
+                self._add_file(files, lambda ext, n=n: layout.input_name(op_id, n, ext),
+                               data, originalName=name)
                 for n, (data, name) in enumerate(inputs)]
-            record.update(self._write_outputs(written, op_id, outputs))
-            self.write_record(op_id, record, sync_dir=False)
+            record.update(self._add_outputs(files, op_id, outputs))
+            files.write(json_path, self._encode(record), last=True)
+            files.commit()  # the record is renamed last
             if meanwhile is None:
                 fsync_dir(self.root)  # one fsync makes every rename above durable
             else:
@@ -114,52 +89,58 @@ class OperationFolder:
                 finally:
                     synced()
         except BaseException:
-            for path in written + [json_path]:
+            files.discard()
+            for path in files.renamed:
                 path.unlink(missing_ok=True)
             raise
         return record
 
     def rewrite(self, op_id: str, record: dict, outputs=(), durable: bool = True) -> dict:
         """Write ``outputs`` (as in ``write``), then the record over its old
-        version; a failure removes the new outputs and keeps the old record.
-        Not ``durable``: the folder is not fsynced, so a power cut may bring
-        back the previous version whole (never a torn one)."""
-        written = []
+        version; a failure before the record is replaced removes the new
+        outputs and keeps the old record (after it, the folder's fsync
+        failing, both stay and it raises). Not ``durable``: the folder is not
+        fsynced, so a power cut may bring back the previous version whole
+        (never a torn one)."""
+        files, record_path = AtomicFiles(), self.path(layout.record_name(op_id))
         try:
             if outputs:
-                record.update(self._write_outputs(written, op_id, outputs))
-            self.write_record(op_id, record, sync_dir=False)
+                record.update(self._add_outputs(files, op_id, outputs))
+            files.write(record_path, self._encode(record), last=True)
+            files.commit()
             if durable or outputs:
                 fsync_dir(self.root)
         except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
+            files.discard()
+            if record_path not in files.renamed:  # the old record stands: not its new outputs
+                for path in files.renamed:
+                    path.unlink(missing_ok=True)
             raise
         return record
 
-    def _write_outputs(self, written: list, op_id: str, outputs) -> dict:
+    def _add_outputs(self, files: AtomicFiles, op_id: str, outputs) -> dict:
         several = len(outputs) > 1
         entries = [
-            self._write_file(written, lambda ext, n=n: layout.output_name(op_id, n, several, ext),
-                             data)
+            self._add_file(files, lambda ext, n=n: layout.output_name(op_id, n, several, ext),
+                           data)
             for n, data in enumerate(outputs)]
         return {"outputs": entries, "resultFile": entries[0]["file"] if entries else None}
 
-    def write_record(self, op_id: str, record: dict, sync_dir: bool = True) -> None:
-        write_atomic(self.path(layout.record_name(op_id)),
-                     json.dumps(record, indent=2, ensure_ascii=False).encode(), sync_dir)
+    @staticmethod
+    def _encode(record: dict) -> bytes:
+        return json.dumps(record, indent=2, ensure_ascii=False).encode()
 
-    def _write_file(self, written: list, name_for, data, **extra) -> dict:
+    def _add_file(self, files: AtomicFiles, name_for, data, **extra) -> dict:
+        """Add one data file to ``files``; return its entry in the record."""
         if isinstance(data, Path):
             info = media.describe(data)
             path = self.path(name_for(info.ext))
-            move_atomic(data, path)
+            files.move(data, path)
         else:
             path = self.path(name_for(media.sniff(media.head(data))[0]))
-            described = _helpers.describe(data)  # hashed while the bytes go to disk
-            write_atomic(path, data, sync_dir=False)
+            described = _describe_while_written(data)
+            files.write(path, data)
             info = described()
-        written.append(path)
         entry = {"file": path.name, "contentType": info.content_type, "bytes": info.size,
                  "sha256": info.sha256, "width": info.width, "height": info.height}
         if info.frames:
