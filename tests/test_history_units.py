@@ -383,6 +383,14 @@ def test_update_writes_new_outputs_then_the_record_and_tells_the_listeners(histo
     assert [r[2] for r in history.export_rows(Filters())] == ["succeeded"]
 
 
+def test_an_update_that_need_not_be_durable_is_indexed_all_the_same(history):
+    """A job's claim (a lease, ``running``) is not fsynced: the history shows it."""
+    op_id = save(history, status="queued", outputs=[])["operationId"]
+    history.update(op_id, lambda r: {"status": "running"}, durable=False)
+    assert [r["status"] for r in history.page(Filters(), 10).operations] == ["running"]
+    assert history.count(Filters(status="running")) == 1
+
+
 def test_update_that_declines_or_misses_changes_nothing(history):
     op = save(history)
     assert history.update(op["operationId"], lambda r: None) is None

@@ -232,6 +232,7 @@ def test_an_update_whose_folder_fsync_fails_keeps_the_new_record_with_its_result
     on_disk = json.loads((store.root / f"{op_id}.json").read_bytes())
     assert (on_disk["status"], on_disk["resultFile"]) == ("succeeded", f"{op_id}_out.png")
     assert (store.root / f"{op_id}_out.png").read_bytes() == png_bytes()
+    assert [r["status"] for r in store.page(Filters(), 10).operations] == ["succeeded"]
 
 
 def test_the_index_row_comes_after_the_record_and_its_files(store, monkeypatch):

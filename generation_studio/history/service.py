@@ -126,8 +126,11 @@ class HistoryService:
             if changes is None:
                 return None
             record.update(changes)
-            self.folder.rewrite(op_id, record, outputs, durable)
-            self.keeper.add([records.normalize(op_id, record)])
+
+            def index(record):  # while the folder's fsync runs
+                self.keeper.add([records.normalize(op_id, record)])
+
+            self.folder.rewrite(op_id, record, outputs, durable, meanwhile=index)
         events.operation_saved.send(self, record=record)
         return record
 

@@ -80,14 +80,7 @@ class OperationFolder:
             record.update(self._add_outputs(files, op_id, outputs))
             files.write(json_path, self._encode(record), last=True)
             files.commit()  # the record is renamed last
-            if meanwhile is None:
-                fsync_dir(self.root)  # one fsync makes every rename above durable
-            else:
-                synced = _helpers.start(fsync_dir, self.root)
-                try:
-                    meanwhile(record)
-                finally:
-                    synced()
+            self._sync(record, meanwhile)
         except BaseException:
             files.discard()
             for path in files.renamed:
@@ -95,13 +88,14 @@ class OperationFolder:
             raise
         return record
 
-    def rewrite(self, op_id: str, record: dict, outputs=(), durable: bool = True) -> dict:
+    def rewrite(self, op_id: str, record: dict, outputs=(), durable: bool = True,
+                meanwhile=None) -> dict:
         """Write ``outputs`` (as in ``write``), then the record over its old
         version; a failure before the record is replaced removes the new
         outputs and keeps the old record (after it, the folder's fsync
         failing, both stay and it raises). Not ``durable``: the folder is not
         fsynced, so a power cut may bring back the previous version whole
-        (never a torn one)."""
+        (never a torn one). ``meanwhile``: as in ``write``."""
         files, record_path = AtomicFiles(), self.path(layout.record_name(op_id))
         try:
             if outputs:
@@ -109,7 +103,9 @@ class OperationFolder:
             files.write(record_path, self._encode(record), last=True)
             files.commit()
             if durable or outputs:
-                fsync_dir(self.root)
+                self._sync(record, meanwhile)
+            elif meanwhile is not None:
+                meanwhile(record)
         except BaseException:
             files.discard()
             if record_path not in files.renamed:  # the old record stands: not its new outputs
@@ -117,6 +113,18 @@ class OperationFolder:
                     path.unlink(missing_ok=True)
             raise
         return record
+
+    def _sync(self, record: dict, meanwhile) -> None:
+        """One fsync of the folder makes every rename in it durable; ``meanwhile(record)``
+        runs while it does."""
+        if meanwhile is None:
+            fsync_dir(self.root)
+            return
+        synced = _helpers.start(fsync_dir, self.root)
+        try:
+            meanwhile(record)
+        finally:
+            synced()
 
     def _add_outputs(self, files: AtomicFiles, op_id: str, outputs) -> dict:
         several = len(outputs) > 1
