@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from .. import events, thumbnails
 from ..storage import archive, layout
-from ..storage.atomic import fsync_dir, move_atomic, write_atomic
 from ..storage.folder import OperationFolder
 from . import records, recovery, retention
 from . import trash as trashing
@@ -144,11 +143,7 @@ class HistoryService:
             if not layout.belongs_to(name, op_id):
                 raise ValueError(f"{name!r} is not a file of operation {op_id}")
         with self.locks.exclusive([layout.day_of(op_id)]):
-            for name, path in files.items():
-                move_atomic(path, self.folder.path(name))
-            write_atomic(self.folder.path(layout.record_name(op_id)), record_data,
-                         sync_dir=False)
-            fsync_dir(self.root)
+            self.folder.put_back(op_id, record_data, files)
             self.keeper.add([record])
         return record
 

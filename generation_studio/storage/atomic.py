@@ -91,21 +91,13 @@ def write_atomic(path, data: bytes, sync_dir: bool = True) -> None:
     path = Path(path)
     fd, tmp = _create_temp(path)
     with _replacing(path, fd, tmp, sync_dir):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, data)
 
 
-def move_atomic(source: Path, path: Path) -> None:
-    """Move a finished file of the same folder onto ``path``, fsynced first.
-    The caller fsyncs the folder, once for all the files it moves and writes."""
-    fd = os.open(source, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(source, FILE_MODE)
-    os.replace(source, path)
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 _syncs = HelperPool("fsync", 4)
@@ -149,9 +141,7 @@ class AtomicFiles:
         temp = _Temp(tmp, Path(path), made_here=True)
         self._pending.append(temp)  # from here ``discard`` removes it
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
         except BaseException:
             os.close(fd)
             raise

@@ -114,6 +114,20 @@ class OperationFolder:
             raise
         return record
 
+    def put_back(self, op_id: str, record_data: bytes, files: dict) -> None:
+        """An operation as it was (a restore): ``files`` (name -> a finished
+        file of this folder) moved in, then its record, over what is there."""
+        batch = AtomicFiles()
+        try:
+            for name, path in files.items():
+                batch.move(path, self.path(name))
+            batch.write(self.path(layout.record_name(op_id)), record_data, last=True)
+            batch.commit()
+        except BaseException:
+            batch.discard()
+            raise
+        fsync_dir(self.root)
+
     def _sync(self, record: dict, meanwhile) -> None:
         """One fsync of the folder makes every rename in it durable; ``meanwhile(record)``
         runs while it does."""
