@@ -135,6 +135,23 @@ def test_mp4_bytes_are_the_same_in_another_run_and_another_process(tmp_path):
     assert first == second == other.stdout.strip()
 
 
+def test_mp4_bytes_do_not_depend_on_what_was_encoded_before(tmp_path):
+    """Heights that are not a multiple of 16 (72, 54 rows) once made bytes that
+    changed with what the process had encoded before (x264's macroblock tree
+    read memory it had not set)."""
+    sizes = [(96, 72), (128, 128), (96, 54), (410, 230), (96, 72), (64, 48), (96, 54),
+             (96, 72), (410, 230)]
+    picture = Image.open(io.BytesIO(png_bytes(pattern=True))).convert("RGB")
+    made = {}
+    for n, size in enumerate(sizes):
+        frames = (picture.resize(size).rotate(3 * i) for i in range(5))
+        video.encode(frames, 5, size, "mp4", tmp_path / f"{n}.mp4")
+        made.setdefault(size, set()).add(hashlib.sha256((tmp_path / f"{n}.mp4").read_bytes())
+                                         .hexdigest())
+    assert {size: len(digests) for size, digests in made.items()} == {
+        (96, 72): 1, (128, 128): 1, (96, 54): 1, (410, 230): 1, (64, 48): 1}
+
+
 CUT = ("duration: asked 30 s at 30 fps (900 frames); made 0.8 s (24 frames): "
        "MAX_VIDEO_FRAMES is 24, so the video was shortened and its frame rate kept")
 

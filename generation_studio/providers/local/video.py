@@ -29,7 +29,10 @@ MOTIONS = ("zoom-in", "zoom-out", "pan-left", "pan-right", "pan-up", "pan-down")
 ZOOM = 1.3  # how far a zoom goes, and how much room a pan needs
 FORMATS = ("mp4", "webp", "gif")
 MP4_CODEC = "libx264"
-X264_OPTIONS = {"preset": "medium", "crf": "20", "threads": "1"}
+# One thread and no macroblock tree: with it, x264 read memory it had not set for
+# some frame heights (72 or 54 rows, not 80 or 90), so the same frames made
+# different bytes from one run to the next in a process.
+X264_OPTIONS = {"preset": "medium", "crf": "20", "threads": "1", "x264-params": "mbtree=0"}
 MP4_OPTIONS = {"movflags": "+faststart", "fflags": "+bitexact"}
 ANIMATED = {"webp": ("WEBP", {"quality": 80, "method": 0}), "gif": ("GIF", {})}
 TICK_MS = {"webp": 1, "gif": 10}  # GIF counts time in hundredths of a second
