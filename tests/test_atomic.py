@@ -1,5 +1,6 @@
 """The one way the studio writes a file: whole or not at all, readable by all."""
 
+import errno
 import os
 import stat
 import threading
@@ -161,3 +162,39 @@ def test_a_failed_fsync_leaves_no_file_and_no_temp_and_a_moved_file_where_it_was
     files.discard()
     assert names(tmp_path) == [".download.tmp"]
     assert files.renamed == []
+
+
+def test_the_rename_is_made_durable_by_an_fsync_of_the_folder(tmp_path, monkeypatch):
+    synced, real_fsync = [], os.fsync
+
+    def fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_atomic(tmp_path / "a.bin", b"a")
+    assert synced == [False, True]  # the file, then its folder
+    synced.clear()
+    write_atomic(tmp_path / "b.bin", b"b", sync_dir=False)  # the caller fsyncs it once for all
+    assert synced == [False]
+
+
+def test_a_symbolic_link_is_never_taken_for_a_finished_file(tmp_path):
+    (tmp_path / "elsewhere").write_bytes(b"not ours")
+    (tmp_path / ".download.tmp").symlink_to(tmp_path / "elsewhere")
+    files = AtomicFiles()
+    files.move(tmp_path / ".download.tmp", tmp_path / "out")
+    with pytest.raises(OSError) as raised:
+        files.commit()
+    assert raised.value.errno == errno.ELOOP
+    files.discard()
+    assert names(tmp_path) == [".download.tmp", "elsewhere"]
+
+
+def test_discarding_a_temp_file_that_is_gone_already_is_no_error(tmp_path):
+    files = AtomicFiles()
+    files.write(tmp_path / "a", b"a")
+    for name in names(tmp_path):
+        os.unlink(tmp_path / name)
+    files.discard()
+    assert names(tmp_path) == []
