@@ -198,3 +198,35 @@ def test_discarding_a_temp_file_that_is_gone_already_is_no_error(tmp_path):
         os.unlink(tmp_path / name)
     files.discard()
     assert names(tmp_path) == []
+
+
+def test_a_temp_file_whose_mode_cannot_be_set_is_removed(tmp_path, monkeypatch):
+    def fchmod(fd, mode):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", fchmod)
+    with pytest.raises(PermissionError, match="Operation not permitted"):
+        write_atomic(tmp_path / "a.bin", b"a")
+    assert names(tmp_path) == []
+
+
+def test_when_every_temp_name_is_taken_the_error_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: "aaaaaaaa")
+    (tmp_path / f".a.bin.pid{os.getpid()}-aaaaaaaa.tmp").write_bytes(b"another writer's")
+    with pytest.raises(FileExistsError) as raised:
+        write_atomic(tmp_path / "a.bin", b"a")
+    assert (raised.value.errno, raised.value.strerror, raised.value.filename) == (
+        errno.EEXIST, "No free temporary name", str(tmp_path / "a.bin"))
+
+
+def test_a_file_that_cannot_be_written_whole_leaves_no_temp(tmp_path, monkeypatch):
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    files = AtomicFiles()
+    files.write(tmp_path / "a", b"a")
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError, match="No space left on device"):
+        files.write(tmp_path / "b", b"b")
+    files.discard()
+    assert names(tmp_path) == []

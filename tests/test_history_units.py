@@ -405,6 +405,7 @@ def test_saving_a_finished_file_moves_it_in_readable_by_others(history):
     os.chmod(temp, 0o600)
     record = history.save({"status": "succeeded"}, outputs=[temp])
     out = history.root / record["resultFile"]
+    assert out.name == f"{record['operationId']}_out.jpg"  # named by what it holds
     assert out.read_bytes() == png_bytes(fmt="JPEG") and not temp.exists()
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     assert record["outputs"][0]["bytes"] == len(png_bytes(fmt="JPEG"))

@@ -235,6 +235,17 @@ def test_an_update_whose_folder_fsync_fails_keeps_the_new_record_with_its_result
     assert [r["status"] for r in store.page(Filters(), 10).operations] == ["succeeded"]
 
 
+def test_a_durable_update_fsyncs_the_folder_and_a_lease_does_not(store, monkeypatch):
+    """A lease may be lost in a power cut (the job is queued again); an outcome may not."""
+    op_id = store.save({"status": "queued"})["operationId"]
+    synced = []
+    monkeypatch.setattr(folder_module, "fsync_dir", synced.append)
+    store.update(op_id, lambda r: {"status": "running"}, durable=False)
+    assert synced == []
+    store.update(op_id, lambda r: {"status": "failed"})
+    assert synced == [store.root]
+
+
 def test_the_index_row_comes_after_the_record_and_its_files(store, monkeypatch):
     """A reader that finds the row finds the record (and the record its files)."""
     seen = []
@@ -255,7 +266,7 @@ def test_ids_never_collide_with_an_existing_operation(store, monkeypatch):
     first = store.save({})["operationId"]
     second = store.save({})["operationId"]
     assert (first, second) == ("20261124_aaaaaaaaaaaa", "20261124_bbbbbbbbbbbb")
-    with pytest.raises(OperationExists):
+    with pytest.raises(OperationExists, match=f"^{first}$"):
         store.save({"operationId": first})
     assert json.loads((store.root / f"{first}.json").read_text())["operationId"] == first
 

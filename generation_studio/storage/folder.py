@@ -131,12 +131,10 @@ class OperationFolder:
     def _sync(self, record: dict, meanwhile) -> None:
         """One fsync of the folder makes every rename in it durable; ``meanwhile(record)``
         runs while it does."""
-        if meanwhile is None:
-            fsync_dir(self.root)
-            return
         synced = _helpers.start(fsync_dir, self.root)
         try:
-            meanwhile(record)
+            if meanwhile is not None:
+                meanwhile(record)
         finally:
             synced()
 
