@@ -482,9 +482,13 @@ def test_catching_up_skips_a_record_deleted_meanwhile_and_reads_the_rest(history
     ids_ = [f"20261101_{n:06d}" for n in range(3)]
     for op_id in ids_:
         write_record(history.root, op_id)
-    real = history.folder.read
-    monkeypatch.setattr(history.folder, "read",
-                        lambda name: None if name == f"{ids_[0]}.json" else real(name))
+    real = history.folder.read_each
+
+    def read_each(names):  # the folder was listed; one record goes before it is read
+        (history.root / f"{ids_[0]}.json").unlink(missing_ok=True)
+        return real(names)
+
+    monkeypatch.setattr(history.folder, "read_each", read_each)
     summary = history.keeper.catch_up(history.index)
     assert (summary["added"], summary["skipped"], summary["total"]) == (2, {}, 3)
     assert sorted(history.index.ids()) == ids_[1:]
@@ -685,16 +689,15 @@ def test_a_record_never_serves_a_file_of_another_operation(history):
 def test_unreadable_records_are_named_with_the_systems_reason(history, monkeypatch):
     for op_id in ("20261101_denied", "20261101_strange"):
         write_record(history.root, op_id)
-    real = history.folder.read
+    real = history.folder.read_each
+    errors = {"20261101_denied.json": PermissionError(13, "Permission denied"),
+              "20261101_strange.json": OSError("no reason given")}
 
-    def read(name):
-        if name == "20261101_denied.json":
-            raise PermissionError(13, "Permission denied")
-        if name == "20261101_strange.json":
-            raise OSError("no reason given")
-        return real(name)
+    def read_each(names):  # root reads any file: the errors are given here
+        for name, data, error in real(names):
+            yield (name, None, errors[name]) if name in errors else (name, data, error)
 
-    monkeypatch.setattr(history.folder, "read", read)
+    monkeypatch.setattr(history.folder, "read_each", read_each)
     summary = history.reindex()
     assert summary["skipped"] == {"20261101_denied.json": "Permission denied",
                                   "20261101_strange.json": "no reason given"}
@@ -1568,6 +1571,40 @@ def test_a_record_is_written_as_readable_utf8(history):
     text = (history.root / f"{record['operationId']}.json").read_text(encoding="utf-8")
     assert '"prompt": "un château, été"' in text and '\n  "status": "succeeded",\n' in text
     assert (record["outputs"], record["resultFile"]) == ([], None)
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_reading_many_files_gives_each_its_bytes_in_order_and_keeps_no_descriptor(history):
+    from generation_studio.storage import folder
+    import errno
+    names = [f"20261101_{n:06d}.json" for n in range(folder.READ_AHEAD * 2 + 5)]
+    for n, name in enumerate(names):
+        (history.root / name).write_bytes(b"x" * n)
+    (history.root / "20261101_dir.json").mkdir()
+    (history.root / "20261101_link.json").symlink_to(history.root / names[0])
+    asked = names[:3] + ["20261101_missing.json", "20261101_link.json", "20261101_dir.json"] \
+        + names[3:]
+    before = open_descriptors()
+    answers = list(history.folder.read_each(iter(asked)))
+    assert open_descriptors() == before
+    assert [name for name, _, _ in answers] == asked
+    assert [(data, error) for name, data, error in answers if name in names] == \
+        [(b"x" * n, None) for n in range(len(names))]
+    missing, link, directory = answers[3:6]
+    assert missing == ("20261101_missing.json", None, None)
+    assert (link[1], link[2].errno) == (None, errno.ELOOP)
+    assert (directory[1], directory[2].errno) == (None, errno.EISDIR)
+    reading = history.folder.read_each(names)
+    assert next(reading) == (names[0], b"", None)
+    assert open_descriptors() == before + folder.READ_AHEAD  # the next ones, asked of the disk
+    reading.close()  # abandoned half-way: what it had opened is closed
+    assert open_descriptors() == before
+    with pytest.raises(IsADirectoryError):
+        history.folder.read("20261101_dir.json")
+    assert open_descriptors() == before
 
 
 def test_reading_refuses_links_and_what_is_not_a_file(history):

@@ -302,10 +302,15 @@ class HistoryService:
         for start in range(0, len(wanted), 500):
             batch = wanted[start:start + 500]
             packed = archive.read(self.root, [layout.record_name(i) for i in batch if where[i]])
+            loose = self.folder.read_each(layout.record_name(i) for i in batch if not where[i])
             for op_id in batch:
+                if where[op_id]:
+                    data, error = packed.get(layout.record_name(op_id)), None
+                else:
+                    _, data, error = next(loose)
                 try:
-                    data = packed.get(layout.record_name(op_id)) if where[op_id] \
-                        else self.folder.read(layout.record_name(op_id))
+                    if error is not None:
+                        raise error
                     if data is None:
                         raise FileNotFoundError(2, f"{op_id}.json is gone")
                     yield op_id, records.decode(op_id, data), None

@@ -7,6 +7,8 @@ points at, is reported and never served. Naming comes from
 ``history.layout``; this module knows nothing of the index.
 """
 
+import collections
+import contextlib
 import errno
 import json
 import os
@@ -37,6 +39,7 @@ class Listing:
 
 _helpers = HelperPool("folder", 2)
 DESCRIBE_ON_HELPER_FROM = 64 * 1024  # below this the hand-over costs more than it saves
+READ_AHEAD = 64  # files ``read_each`` has asked of the disk beyond the one it reads
 
 
 def _describe_while_written(data: bytes):
@@ -199,10 +202,38 @@ class OperationFolder:
             fd = os.open(self.path(name), os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise OSError(errno.EINVAL, "not a regular file", name)
-            return f.read()
+        return _read_regular(fd, name)
+
+    def read_each(self, names):
+        """``(name, bytes or None, error or None)`` for each of ``names``, as
+        ``read`` gives them, with the next ``READ_AHEAD`` files already asked
+        of the disk: a cold disk serves many reads at once far faster than
+        one after another (a rebuild reads every record)."""
+        ahead = collections.deque()
+        try:
+            for name in names:
+                ahead.append((name, self._ask(name)))
+                if len(ahead) > READ_AHEAD:
+                    yield _finish(*ahead.popleft())
+            while ahead:
+                yield _finish(*ahead.popleft())
+        finally:
+            for _, opened in ahead:
+                if isinstance(opened, int):
+                    os.close(opened)
+
+    def _ask(self, name: str):
+        """An open descriptor of ``name`` whose reading has begun, or None when
+        it is missing, or the error opening it raised."""
+        try:
+            fd = os.open(self.path(name), os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            return e
+        with contextlib.suppress(OSError):  # only advice: the read will wait instead
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        return fd
 
     def regular_file(self, name: str) -> Path | None:
         """The path of ``name`` if it is a regular file here (not a link)."""
@@ -254,3 +285,28 @@ class OperationFolder:
                         yield "skipped", name, "not named YYYYMMDD_<id>.json"
                 elif entry.is_file(follow_symlinks=False):
                     yield "record" if name == layout.record_name(op_id) else "file", name, op_id
+
+
+def _read_regular(fd: int, name: str) -> bytes:
+    """The bytes of the open ``fd`` (closed here), refused if not a regular file."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
+                      "a folder" if stat.S_ISDIR(mode) else "not a regular file", name)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def _finish(name: str, opened):
+    """``read_each``'s answer for ``name`` from what ``_ask`` gave."""
+    if opened is None or isinstance(opened, OSError):
+        return name, None, opened
+    try:
+        return name, _read_regular(opened, name), None
+    except OSError as e:
+        return name, None, e
