@@ -3,6 +3,7 @@ the percentiles found through duration buckets, the bulk refill of a rebuild,
 the streamed catch-up and its reader processes. Each answer is compared with
 the same figure computed plainly from the records on disk."""
 
+import json
 import os
 import random
 import sqlite3
@@ -324,3 +325,18 @@ def test_reader_processes_inherit_no_lock_of_the_server(history, monkeypatch):
     finally:
         release.set()
         holder.join()
+
+
+def test_a_rebuild_reads_the_loose_copy_of_a_record_also_in_an_archive(history):
+    """A record both loose and archived (a decompress cut short) is read loose
+    by a rebuild, whatever the order the folder lists it in."""
+    from generation_studio.storage import archive
+    op_id = save(history, days_ago=10, prompt="a cat")["operationId"]
+    history.compress(timedelta(days=5))
+    name = layout.record_name(op_id)
+    record = json.loads(archive.read(history.root, [name])[name])
+    (history.root / name).write_text(json.dumps({**record, "prompt": "a loose dog"}))
+    history.reindex()
+    assert [op["prompt"] for op in history.page(Filters(q="dog"), 10).operations] == \
+        ["a loose dog"]
+    assert history.page(Filters(q="cat"), 10).operations == []
