@@ -340,3 +340,49 @@ def test_a_rebuild_reads_the_loose_copy_of_a_record_also_in_an_archive(history):
     assert [op["prompt"] for op in history.page(Filters(q="dog"), 10).operations] == \
         ["a loose dog"]
     assert history.page(Filters(q="cat"), 10).operations == []
+
+
+def day_is_locked(history, day: str) -> bool:
+    import fcntl
+    with open(history.root / layout.LOCK_FOLDER / f"{day}.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+def test_reader_processes_read_a_day_while_the_one_before_is_written_each_under_its_lock(
+        history, monkeypatch):
+    """With reader processes, the next day's records are read while a day's
+    rows are written; each day's rows are written while its lock is held, and
+    every lock is let go, also when writing fails."""
+    made = [save(history, days_ago=d)["operationId"] for d in (0, 0, 1, 2, 2, 3)]
+    monkeypatch.setattr(rebuild, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(rebuild, "READ_BATCH", 1)
+    real_add = history.index.add_rows
+    written = []  # (days of the rows written, days locked then)
+
+    def add_rows(rows, sources):
+        days = sorted({layout.day_of(r[0]) for r in rows})
+        written.append((days, [d for d in sorted({layout.day_of(i) for i in made})
+                               if day_is_locked(history, d)]))
+        return real_add(rows, sources)
+
+    monkeypatch.setattr(history.index, "add_rows", add_rows)
+    assert history.reindex()["added"] == len(made)
+    days = sorted({layout.day_of(i) for i in made})
+    assert [w[0] for w in written] == [[d] for d in days]
+    # While a day is written, it and the next day (being read) are locked, none other
+    assert [w[1] for w in written] == [days[n:n + 2] for n in range(len(days))]
+    assert sorted(history.index.ids()) == sorted(made)
+    assert not any(day_is_locked(history, d) for d in days)
+
+    def failing(rows, sources):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(history.index, "add_rows", failing)
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        history.keeper.catch_up(history.index, rebuild=True)
+    assert caught.value.__traceback__ is not None  # it keeps the rebuild's frame, and its locks
+    assert not any(day_is_locked(history, d) for d in days)

@@ -234,29 +234,60 @@ class IndexKeeper:
         Many records are read and parsed by a pool of processes (the CPU's
         work: JSON and rows), this one writing the index."""
         added = unreadable = 0
+        pending = []  # (the day's lock, held; its records being read; where they are)
         with _readers(self.progress[1]) as pool:
-            for rows in _chunks(conn, "SELECT id, place FROM temp.seen WHERE id > ? AND id NOT "
-                                      "IN (SELECT id FROM temp.indexed) ORDER BY id LIMIT ?"):
-                where = dict(rows)
-                for day, ids in _by_day(where):
-                    with self.service.locks.shared([day]):
-                        found, sources = [], []
-                        for op_id, row, its_sources, problem in self._read(pool, ids, where):
-                            self.progress[0] += 1
-                            if progress:
-                                progress(1)
-                            if problem == GONE:
-                                continue  # deleted since the folder was listed
-                            if problem is not None:
-                                place = f"archives/{where[op_id]}.zip:" if where[op_id] else ""
-                                skipped[f"{place}{layout.record_name(op_id)}"] = problem
-                                unreadable += 1
-                                continue
-                            found.append(row)
-                            sources += its_sources
-                        index.add_rows(found, sources)
-                        added += len(found)
+            try:
+                for day, ids, where in self._groups(conn):
+                    # A day's records are read (by the pool) while the day before's
+                    # rows are written, each under its own day's lock until written.
+                    lock = contextlib.ExitStack()
+                    lock.enter_context(self.service.locks.shared([day]))
+                    pending.append((lock, self._read(pool, ids, where), where))
+                    while len(pending) > (1 if pool else 0):
+                        n, bad = self._add_read(index, pending, skipped, progress)
+                        added, unreadable = added + n, unreadable + bad
+                while pending:
+                    n, bad = self._add_read(index, pending, skipped, progress)
+                    added, unreadable = added + n, unreadable + bad
+            finally:
+                for lock, _, _ in pending:
+                    lock.close()
         return added, unreadable
+
+    def _groups(self, conn):
+        """``(day, ids, where)`` of the records to read, a day (or part of one) at a time."""
+        for rows in _chunks(conn, "SELECT id, place FROM temp.seen WHERE id > ? AND id NOT "
+                                  "IN (SELECT id FROM temp.indexed) ORDER BY id LIMIT ?"):
+            where = dict(rows)
+            for day, ids in _by_day(where):
+                yield day, ids, where
+
+    def _add_read(self, index, pending: list, skipped: dict, progress) -> tuple[int, int]:
+        """Add the rows of the first of ``pending`` and release its lock;
+        ``(added, unreadable)``."""
+        lock, read, where = pending[0]
+        with lock:
+            result = self._add_rows(index, read, where, skipped, progress)
+        pending.pop(0)
+        return result
+
+    def _add_rows(self, index, read, where: dict, skipped: dict, progress) -> tuple[int, int]:
+        found, sources, unreadable = [], [], 0
+        for op_id, row, its_sources, problem in read:
+            self.progress[0] += 1
+            if progress:
+                progress(1)
+            if problem == GONE:
+                continue  # deleted since the folder was listed
+            if problem is not None:
+                place = f"archives/{where[op_id]}.zip:" if where[op_id] else ""
+                skipped[f"{place}{layout.record_name(op_id)}"] = problem
+                unreadable += 1
+                continue
+            found.append(row)
+            sources += its_sources
+        index.add_rows(found, sources)
+        return len(found), unreadable
 
     def _read(self, pool, ids: list, where: dict):
         """``rows_of`` the records ``ids``: here, or shared among ``pool``'s processes."""
