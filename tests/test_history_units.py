@@ -1613,6 +1613,22 @@ def test_reading_many_files_gives_each_its_bytes_in_order_and_keeps_no_descripto
     assert open_descriptors(history.root) == 0
 
 
+def test_a_pipe_named_like_a_record_is_refused_without_waiting_for_a_writer(history):
+    import errno
+    import threading
+    os.mkfifo(history.root / "20261101_pipe.json")
+    answers = []
+    reading = threading.Thread(target=lambda: answers.extend([
+        list(history.folder.read_each(["20261101_pipe.json"])),
+        history.get("20261101_pipe")]), daemon=True)
+    reading.start()
+    reading.join(10)
+    assert not reading.is_alive()  # it would wait for ever for a writer
+    [(name, data, error)], record = answers
+    assert (name, data, error.errno, record) == ("20261101_pipe.json", None, errno.EINVAL, None)
+    assert open_descriptors(history.root) == 0
+
+
 def test_reading_refuses_links_and_what_is_not_a_file(history):
     import errno
     op = save(history)

@@ -40,6 +40,9 @@ class Listing:
 _helpers = HelperPool("folder", 2)
 DESCRIBE_ON_HELPER_FROM = 64 * 1024  # below this the hand-over costs more than it saves
 READ_AHEAD = 64  # files ``read_each`` has asked of the disk beyond the one it reads
+# A link is refused, and a pipe named like a record is opened without waiting
+# for a writer (then refused as not a regular file).
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
 def _describe_while_written(data: bytes):
@@ -199,7 +202,7 @@ class OperationFolder:
         """The bytes of a regular file of the folder; None when it is missing.
         A symbolic link raises ``OSError(ELOOP)``, never followed."""
         try:
-            fd = os.open(self.path(name), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(self.path(name), READ_FLAGS)
         except FileNotFoundError:
             return None
         return _read_regular(fd, name)
@@ -226,7 +229,7 @@ class OperationFolder:
         """An open descriptor of ``name`` whose reading has begun, or None when
         it is missing, or the error opening it raised."""
         try:
-            fd = os.open(self.path(name), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(self.path(name), READ_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as e:
