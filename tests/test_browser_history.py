@@ -13,6 +13,7 @@ import subprocess
 import pytest
 import requests
 from PIL import Image
+from playwright.sync_api import expect
 
 from . import browser_support
 from .axe import serious_violations
@@ -283,7 +284,8 @@ def test_copy_as_curl_gives_a_command_that_runs_it_again(browser, server, seeded
     page = context.new_page()
     page.goto(f"/history/{seeded['workflow']}")
     page.get_by_role("button", name="Copy as curl").click()
-    assert page.locator(".copy-status").inner_text() == "Copied the curl command to the clipboard."
+    # The status is set once the clipboard has taken the text (a promise): wait for it
+    expect(page.locator(".copy-status")).to_have_text("Copied the curl command to the clipboard.")
     command = page.evaluate("navigator.clipboard.readText()")
     context.close()
     assert command.startswith(f"curl -X POST '{server}/api/workflow/execute'")
