@@ -358,6 +358,12 @@ def test_reader_processes_read_a_day_while_the_one_before_is_written_each_under_
     rows are written; each day's rows are written while its lock is held, and
     every lock is let go, also when writing fails."""
     made = [save(history, days_ago=d)["operationId"] for d in (0, 0, 1, 2, 2, 3)]
+    for n, op_id in enumerate(made[2:5], 2):  # each uses the one before: lineage to keep
+        history.update(op_id, lambda r, n=n: {"derivedFrom": [
+            {"operationId": made[n - 1], "file": f"{made[n - 1]}_out.png", "relation": "input"}]})
+    lineage = history.index.execute("SELECT * FROM derived ORDER BY id").fetchall()
+    bad = f"{layout.day_of(made[0])}_bad.json"  # in the last day read
+    (history.root / bad).write_text("{ not json")
     monkeypatch.setattr(rebuild, "PARALLEL_FROM", 1)
     monkeypatch.setattr(rebuild, "READ_BATCH", 1)
     real_add = history.index.add_rows
@@ -370,7 +376,10 @@ def test_reader_processes_read_a_day_while_the_one_before_is_written_each_under_
         return real_add(rows, sources)
 
     monkeypatch.setattr(history.index, "add_rows", add_rows)
-    assert history.reindex()["added"] == len(made)
+    summary = history.reindex()
+    assert (summary["added"], list(summary["skipped"])) == (len(made), [bad])
+    assert len(lineage) == 3
+    assert history.index.execute("SELECT * FROM derived ORDER BY id").fetchall() == lineage
     days = sorted({layout.day_of(i) for i in made})
     assert [w[0] for w in written] == [[d] for d in days]
     # While a day is written, it and the next day (being read) are locked, none other

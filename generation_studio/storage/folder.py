@@ -299,8 +299,8 @@ def _read_regular(fd: int, name: str) -> bytes:
         raise
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
-                      "a folder" if stat.S_ISDIR(mode) else "not a regular file", name)
+        code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
+        raise OSError(code, os.strerror(code), name)
     with os.fdopen(fd, "rb") as f:
         return f.read()
 
