@@ -201,11 +201,10 @@ class OperationFolder:
     def read(self, name: str) -> bytes | None:
         """The bytes of a regular file of the folder; None when it is missing.
         A symbolic link raises ``OSError(ELOOP)``, never followed."""
-        try:
-            fd = os.open(self.path(name), READ_FLAGS)
-        except FileNotFoundError:
-            return None
-        return _read_regular(fd, name)
+        _, data, error = _finish(name, self._open(name))
+        if error is not None:
+            raise error
+        return data
 
     def read_each(self, names):
         """``(name, bytes or None, error or None)`` for each of ``names``, as
@@ -225,18 +224,23 @@ class OperationFolder:
                 if isinstance(opened, int):
                     os.close(opened)
 
-    def _ask(self, name: str):
-        """An open descriptor of ``name`` whose reading has begun, or None when
-        it is missing, or the error opening it raised."""
+    def _open(self, name: str):
+        """An open descriptor of ``name``, or None when it is missing, or the
+        error opening it raised."""
         try:
-            fd = os.open(self.path(name), READ_FLAGS)
+            return os.open(self.path(name), READ_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as e:
             return e
-        with contextlib.suppress(OSError):  # only advice: the read will wait instead
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-        return fd
+
+    def _ask(self, name: str):
+        """``_open``, with the reading of the file begun."""
+        opened = self._open(name)
+        if isinstance(opened, int):
+            with contextlib.suppress(OSError):  # only advice: the read will wait instead
+                os.posix_fadvise(opened, 0, 0, os.POSIX_FADV_WILLNEED)
+        return opened
 
     def regular_file(self, name: str) -> Path | None:
         """The path of ``name`` if it is a regular file here (not a link)."""
@@ -294,13 +298,12 @@ def _read_regular(fd: int, name: str) -> bytes:
     """The bytes of the open ``fd`` (closed here), refused if not a regular file."""
     try:
         mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
+            raise OSError(code, os.strerror(code), name)
     except OSError:
-        os.close(fd)
+        os.close(fd)  # os.fdopen would not close what it refuses
         raise
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
-        raise OSError(code, os.strerror(code), name)
     with os.fdopen(fd, "rb") as f:
         return f.read()
 
