@@ -1613,6 +1613,22 @@ def test_reading_many_files_gives_each_its_bytes_in_order_and_keeps_no_descripto
     assert open_descriptors(history.root) == 0
 
 
+def test_a_page_of_records_is_asked_of_the_disk_before_the_first_is_read(history, monkeypatch):
+    from generation_studio.storage import folder
+    ops = [save(history, days_ago=n / 24) for n in range(5)]
+    events_seen = []
+    fadvise, read_regular = os.posix_fadvise, folder._read_regular
+    monkeypatch.setattr(folder.os, "posix_fadvise",
+                        lambda fd, *args: events_seen.append("asked") or fadvise(fd, *args))
+    monkeypatch.setattr(folder, "_read_regular",
+                        lambda fd, name: events_seen.append("read") or read_regular(fd, name))
+    page = history.page(Filters(), 5)
+    assert [op["operationId"] for op in page.operations] == [op["operationId"] for op in ops]
+    assert page.operations == ops
+    assert events_seen == ["asked"] * 5 + ["read"] * 5
+    assert open_descriptors(history.root) == 0
+
+
 def test_a_pipe_named_like_a_record_is_refused_without_waiting_for_a_writer(history):
     import errno
     import threading
@@ -1629,7 +1645,7 @@ def test_a_pipe_named_like_a_record_is_refused_without_waiting_for_a_writer(hist
     assert open_descriptors(history.root) == 0
 
 
-def test_reading_refuses_links_and_what_is_not_a_file(history):
+def test_reading_refuses_links_and_what_is_not_a_file(history, caplog):
     import errno
     op = save(history)
     (history.root / "20261101_dir.json").mkdir()
@@ -1647,6 +1663,7 @@ def test_reading_refuses_links_and_what_is_not_a_file(history):
     assert history.folder.regular_file(op["resultFile"]) == history.root / op["resultFile"]
     assert history.get_many(["20261101_link", "../x", op["operationId"]]) == \
         {op["operationId"]: op}
+    assert caplog.messages == ["Skipped 20261101_link.json: Too many levels of symbolic links"]
 
 
 def test_a_scan_lists_files_records_temp_files_and_what_it_skips(history):
