@@ -38,8 +38,7 @@ def create_app(test_config=None):
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
 
     # The history answers at once; the index check and recovery run behind it.
-    history = HistoryService(app.config["STORAGE_DIR"], app.config["INDEX_PATH"], app.logger,
-                             app.config["HISTORY_COUNT_THREADS"])
+    history = HistoryService(app.config["STORAGE_DIR"], app.config["INDEX_PATH"], app.logger)
     app.extensions["history"] = history
     history.start(wait=app.config["HISTORY_CHECK_WAITS"])
     providers.init_app(app)

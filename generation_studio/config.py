@@ -18,9 +18,6 @@ DEFAULTS = {
     # Wait for the index check at start-up instead of running it in the
     # background (the server answers meanwhile; the tests and the CLI wait).
     "HISTORY_CHECK_WAITS": False,
-    # Threads that count a search's many matches at once, each a part of the
-    # index (see history.index._fts_count). None: two, or one on one core.
-    "HISTORY_COUNT_THREADS": None,
     # How often the server removes what dead writers left (see history.recovery).
     "RECOVERY_INTERVAL_SECONDS": 300,
     # The job queue. None: SqliteHuey in "<STORAGE_DIR>/.queue/huey.sqlite3"

@@ -1105,42 +1105,12 @@ def test_few_matches_are_read_with_their_count_and_the_page_walks_that_list(
     assert len([s for s in statements if "json_each" in s]) == 1, statements  # the walk
 
 
-def test_a_count_in_parts_is_of_the_pages_snapshot_when_a_write_comes_between(
-        history, monkeypatch):
-    """A search's count split across threads, each on its own connection: a
-    part whose connection sees a write the caller's snapshot does not is
-    counted again by the caller, so the total is the page's."""
-    from generation_studio.history import index
-    monkeypatch.setattr(index, "COUNT_SPLIT_FROM", 2)
-    monkeypatch.setattr(index, "PROBE", 2)
-    history.index.count_threads = 2
-    ids = [f"20261102_{n:06d}" for n in range(40)]
-    history.index.add([{"operationId": i, "prompt": "red barn", "status": "succeeded",
-                        "createdAt": f"2026-11-02T10:{n:02d}:00.000Z"} for n, i in enumerate(ids)])
-    other = index.OperationIndex(history.index.path)  # as another process would
-    counted_elsewhere = index.OperationIndex._count_elsewhere
-    parts = []
-
-    def delete_first(self, query, seqs, version):
-        if not parts:
-            other.remove([ids[-1]])  # its seq is in the second part
-        parts.append(seqs)
-        return counted_elsewhere(self, query, seqs, version)
-
-    monkeypatch.setattr(index.OperationIndex, "_count_elsewhere", delete_first)
-    assert history.index.page(Filters(q="red"), 50) == (ids[::-1], 40, None)
-    assert parts == [(21, 40)]
-    assert history.index.page(Filters(q="red"), 50) == (ids[-2::-1], 39, None)
-    assert parts == [(21, 40), (21, 39)]
-
-
-@pytest.mark.parametrize("prefix_words, probe, has_json, count_threads", [
-    (10, 100, True, 1),  # a long last word spelled as its words, matches up to 100 read whole
-    (1, 2, True, 3),  # or not; matches up to 15 (a hundredth of the rows) read whole, past 2;
-    # each count in three parts, on three connections
-    (10, 2, False, 1)])  # SQLite without its JSON functions: matches never read whole
+@pytest.mark.parametrize("prefix_words, probe, has_json", [
+    (10, 100, True),  # a long last word spelled as its words, matches up to 100 read whole
+    (1, 2, True),  # or not; matches up to 15 (a hundredth of the rows) read whole, past 2
+    (10, 2, False)])  # SQLite without its JSON functions: matches never read whole
 def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_move(
-        history, monkeypatch, prefix_words, probe, has_json, count_threads):
+        history, monkeypatch, prefix_words, probe, has_json):
     """A prompt is indexed in the full-text column of its row's place (trash,
     step, type), with its status, provider, star and day as facets: trashing,
     restoring, rewording, retyping, finishing, starring, redating and deleting rows keep
@@ -1150,8 +1120,6 @@ def test_a_search_counts_and_pages_each_trash_step_type_and_facet_while_rows_mov
     from generation_studio.history import index
     monkeypatch.setattr(index, "PREFIX_WORDS_UP_TO", prefix_words)
     monkeypatch.setattr(index, "PROBE", probe)
-    monkeypatch.setattr(index, "COUNT_SPLIT_FROM", 10)
-    history.index.count_threads = count_threads
     if not has_json:
         monkeypatch.setattr(index, "_has_json", lambda conn: False)
         history.index.close()

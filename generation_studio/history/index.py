@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .. import liveness
-from ..threads import HelperPool
 from ..catalog import OPERATION_TYPES
 from .filters import PROVIDERS, STATUSES, Filters, iso, words
 
@@ -245,17 +244,6 @@ WALK_CHUNKS = (256, 8192)
 MATCHES_AT_ONCE = 1000
 # A search reads its first PROBE matches to tell whether they may be few (see _count_matches).
 PROBE = 100
-# A full-text count over a range of at least COUNT_SPLIT_FROM seqs is split
-# into count_threads ranges, counted at once on as many connections (see
-# _fts_count): FTS5 counts on one core; "cat" among 1,000,000 took 12.5 ms on
-# one thread, 6.5 ms on two, on 2 cores. By default up to two threads.
-COUNT_SPLIT_FROM = 100_000
-COUNT_THREADS = min(2, os.cpu_count() or 1)
-_COUNTERS = HelperPool("index-count", 4)  # this process's, shared by its requests
-# Each write transaction counts itself in meta's 'version': a count's threads
-# use their connections' snapshots only when they show the caller's version.
-_BUMP_VERSION = ("INSERT INTO meta VALUES ('version', 1) "
-                 "ON CONFLICT (key) DO UPDATE SET value = value + 1")
 
 
 def row_of(record: dict) -> tuple:
@@ -300,11 +288,10 @@ class OtherVersion(sqlite3.DatabaseError):
 
 
 class OperationIndex:
-    def __init__(self, path, count_threads: int | None = None):
+    def __init__(self, path):
         self.path = Path(path)
         self._local = threading.local()
         self.has_fts = self.has_json = None
-        self.count_threads = max(1, count_threads or COUNT_THREADS)
 
     def connect(self) -> sqlite3.Connection:
         """This thread's connection, made (and the schema checked) on first use."""
@@ -697,7 +684,8 @@ class OperationIndex:
         probe = [r for r, in self.execute(f"SELECT rowid{rows} LIMIT ?", params + [PROBE + 1])]
         if len(probe) <= PROBE:
             return len(probe), dataclasses.replace(search, known=json.dumps(probe))
-        low, high = self._seq_span()
+        low, high = self.execute("SELECT (SELECT MIN(seq) FROM operations), "
+                                 "(SELECT MAX(seq) FROM operations)").fetchone()
         # As dense further on, they may be few (a half more: the probe only estimates)
         if 2 * PROBE * (high - low) <= 3 * few * (probe[-1] - probe[0]):
             n, known = self.execute(f"SELECT COUNT(*), '[' || group_concat(rowid) || ']' "
@@ -708,43 +696,11 @@ class OperationIndex:
         return self._fts_count(search.match, search.seqs), search
 
     def _fts_count(self, query: str | None, seqs: tuple[int, int] | None) -> int:
-        """The rows of a full-text query (whose seq is within ``seqs``); 0 for
-        none. Over a wide range, its parts are counted at once by this thread
-        and helper threads, each on its own connection; a part whose snapshot
-        is not this one's (a write came between) is counted again here, so
-        the count is of this snapshot, as the page is."""
+        """The rows of a full-text query (whose seq is within ``seqs``); 0 for none."""
         if query is None:
             return 0
-        span = seqs or self._seq_span()
-        parts = _parts(*span, self.count_threads) if span[0] is not None else []
-        if len(parts) < 2:
-            return self._count_part(query, seqs)
-        version = self.get_meta("version")
-        others = [_COUNTERS.start(self._count_elsewhere, query, part, version)
-                  for part in parts[1:]]
-        total = self._count_part(query, parts[0])
-        for part, counted in zip(parts[1:], others):
-            n = counted()
-            total += self._count_part(query, part) if n is None else n
-        return total
-
-    def _seq_span(self) -> tuple[int | None, int | None]:
-        # Two subqueries: each reads one end of the table's B-tree (one SELECT
-        # of both would read every row).
-        return self.execute("SELECT (SELECT MIN(seq) FROM operations), "
-                            "(SELECT MAX(seq) FROM operations)").fetchone()
-
-    def _count_part(self, query: str, seqs: tuple[int, int] | None) -> int:
         rows, params = _matching(query, seqs)
         return self.execute(f"SELECT COUNT(*){rows}", params).fetchone()[0]
-
-    def _count_elsewhere(self, query: str, seqs: tuple[int, int], version) -> int | None:
-        """``_count_part`` in a helper thread, on its connection; None when its
-        snapshot is not of the caller's ``version``."""
-        with self._snapshot():
-            if self.get_meta("version") != version:
-                return None
-            return self._count_part(query, seqs)
 
     def stats(self, filters: Filters, days: int = 30) -> dict:
         """Counts, success rate, durations, operations per day and storage."""
@@ -1125,14 +1081,6 @@ class _Matches:
         return seq in self._seqs
 
 
-def _parts(low: int, high: int, threads: int) -> list[tuple[int, int]]:
-    """``low``..``high`` in ``threads`` ranges of seqs (one when narrow)."""
-    if threads < 2 or high - low + 1 < COUNT_SPLIT_FROM:
-        return [(low, high)]
-    size = -(-(high - low + 1) // threads)
-    return [(start, min(start + size - 1, high)) for start in range(low, high + 1, size)]
-
-
 def _matching(query: str, seqs: tuple[int, int] | None) -> tuple[str, list]:
     """``(" FROM prompts WHERE ...", params)``: the rows of a full-text query,
     those whose seq is within ``seqs`` when given."""
@@ -1166,12 +1114,4 @@ class _Transaction:
         return self.conn
 
     def __exit__(self, kind, value, tb):
-        if kind is not None:
-            self.conn.execute("ROLLBACK")
-            return
-        try:
-            self.conn.execute(_BUMP_VERSION)
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -386,7 +386,7 @@ class IndexKeeper:
             try:
                 for suffix in ("", "-wal", "-shm", "-journal"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
-                index = OperationIndex(path, self.index.count_threads)
+                index = OperationIndex(path)
                 index.swap_meta("created", None, str(time.time()))  # proves it can be written
                 return index
             except (OSError, sqlite3.Error) as e:

@@ -45,12 +45,12 @@ class Page:
 
 
 class HistoryService:
-    def __init__(self, root, index_path, logger=None, count_threads: int | None = None):
+    def __init__(self, root, index_path, logger=None):
         self.folder = OperationFolder(root)
         self.root = self.folder.root
         self.locks = DayLocks(self.root)
         self.log = logger or logging.getLogger(__name__)
-        self.keeper = IndexKeeper(self, OperationIndex(index_path, count_threads))
+        self.keeper = IndexKeeper(self, OperationIndex(index_path))
 
     def start(self, wait: bool = False) -> None:
         """Create the folder, then check the index and recover what dead
