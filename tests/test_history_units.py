@@ -1613,6 +1613,17 @@ def test_reading_many_files_gives_each_its_bytes_in_order_and_keeps_no_descripto
     assert open_descriptors(history.root) == 0
 
 
+def test_records_are_read_in_id_order_unless_told_otherwise(history):
+    import random
+    made = [save(history, days_ago=n / 24)["operationId"] for n in range(12)]
+    shuffled = random.Random(5).sample(made, len(made))
+    assert [op_id for op_id, _, _ in history.iter_records(shuffled)] == sorted(made)
+    assert [op_id for op_id, _, _ in history.iter_records(shuffled, reverse=True)] == \
+        sorted(made, reverse=True)
+    assert [op_id for op_id, _, _ in history.iter_records(shuffled, sort=False)] == shuffled
+    assert [op_id for op_id, record, error in history.iter_records()] == sorted(made)
+
+
 def test_a_page_of_records_is_asked_of_the_disk_before_the_first_is_read(history, monkeypatch):
     from generation_studio.storage import folder
     ops = [save(history, days_ago=n / 24) for n in range(5)]
