@@ -1640,6 +1640,26 @@ def test_a_page_of_records_is_asked_of_the_disk_before_the_first_is_read(history
     assert open_descriptors(history.root) == 0
 
 
+def test_a_page_out_of_descriptors_reads_what_it_has_open_then_the_rest(history, monkeypatch,
+                                                                           caplog):
+    """Many requests at once may use every descriptor the process may have:
+    the records asked ahead are read first, and the rest are still read."""
+    import errno
+    from generation_studio.storage import folder
+    ops = [save(history, days_ago=n / 24) for n in range(8)]
+    real_open = os.open
+
+    def short_of_descriptors(path, flags, *args):  # as if the limit left 3 for the records
+        if str(path).startswith(str(history.root)) and open_descriptors(history.root) >= 3:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(folder.os, "open", short_of_descriptors)
+    assert history.page(Filters(), 8).operations == ops
+    assert caplog.messages == []
+    assert open_descriptors(history.root) == 0
+
+
 def test_a_pipe_named_like_a_record_is_refused_without_waiting_for_a_writer(history):
     import errno
     import threading

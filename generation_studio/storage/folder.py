@@ -40,6 +40,7 @@ class Listing:
 _helpers = HelperPool("folder", 2)
 DESCRIBE_ON_HELPER_FROM = 64 * 1024  # below this the hand-over costs more than it saves
 READ_AHEAD = 64  # files ``read_each`` has asked of the disk beyond the one it reads
+_NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
 # A link is refused, and a pipe named like a record is opened without waiting
 # for a writer (then refused as not a regular file).
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
@@ -214,7 +215,12 @@ class OperationFolder:
         ahead = collections.deque()
         try:
             for name in names:
-                ahead.append((name, self._ask(name)))
+                opened = self._ask(name)
+                # Out of descriptors (many requests at once): read what is open first.
+                while ahead and isinstance(opened, OSError) and opened.errno in _NO_DESCRIPTOR:
+                    yield _finish(*ahead.popleft())
+                    opened = self._ask(name)
+                ahead.append((name, opened))
                 if len(ahead) > READ_AHEAD:
                     yield _finish(*ahead.popleft())
             while ahead:
