@@ -235,6 +235,13 @@ class IndexKeeper:
         work: JSON and rows), this one writing the index."""
         added = unreadable = 0
         pending = []  # (the day's lock, held; its records being read; where they are)
+
+        def write_until(left: int) -> None:
+            nonlocal added, unreadable
+            while len(pending) > left:
+                n, bad = self._add_read(index, pending, skipped, progress)
+                added, unreadable = added + n, unreadable + bad
+
         with _readers(self.progress[1]) as pool:
             try:
                 for day, ids, where in self._groups(conn):
@@ -243,12 +250,8 @@ class IndexKeeper:
                     lock = contextlib.ExitStack()
                     lock.enter_context(self.service.locks.shared([day]))
                     pending.append((lock, self._read(pool, ids, where), where))
-                    while len(pending) > (1 if pool else 0):
-                        n, bad = self._add_read(index, pending, skipped, progress)
-                        added, unreadable = added + n, unreadable + bad
-                while pending:
-                    n, bad = self._add_read(index, pending, skipped, progress)
-                    added, unreadable = added + n, unreadable + bad
+                    write_until(1 if pool else 0)
+                write_until(0)
             finally:
                 for lock, _, _ in pending:
                     lock.close()
