@@ -512,6 +512,32 @@ def test_health_says_checking_rebuilding_and_lists_at_most_fifty_skipped_files(h
     history.keeper.problem = None
 
 
+def test_every_process_names_the_same_skipped_files_whichever_listed_the_folder(history):
+    """`make run` starts two web processes and a job worker on one folder. One
+    whose start-up check found another refilling the index never lists the
+    folder itself; its /api/health still names what the refill skipped, and
+    a file mended since is no longer named by any of them."""
+    save(history)
+    bad = history.root / "20251103_x.json"
+    bad.write_text("{not json")
+    aside = HistoryService(history.root, history.index.path)  # stepped aside: no check run
+    history.reindex()
+    expected = ["20251103_x.json: invalid JSON (Expecting property name enclosed in double "
+                "quotes: line 1 column 2 (char 1))"]
+    assert [(h.health()["skipped"], h.health()["skippedFiles"]) for h in (history, aside)] == \
+        [(1, expected), (1, expected)]
+    bad.write_text(json.dumps({"operationId": "20251103_x", "createdAt": "2025-11-03T10:00:00Z",
+                               "operationType": "text_to_image", "status": "succeeded"}))
+    aside.reindex()
+    assert [(h.health()["skipped"], h.health()["skippedFiles"]) for h in (history, aside)] == \
+        [(0, []), (0, [])]
+    # The index broken: each says what it found itself when it last listed the folder.
+    history.keeper.problem = aside.keeper.problem = "OSError: test"
+    assert [(h.health()["skipped"], h.health()["skippedFiles"]) for h in (history, aside)] == \
+        [(1, expected), (0, [])]
+    history.keeper.problem = aside.keeper.problem = None
+
+
 # The index's own rules ---------------------------------------------------------------
 def test_stats_count_every_status_byte_and_day_of_the_window(history):
     save(history, days_ago=0, inputs=[png_bytes()], durationMs=10.0)

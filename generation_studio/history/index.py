@@ -419,6 +419,10 @@ class OperationIndex:
         for statement in _statements(SUMMARY_TRIGGERS + (FTS_TRIGGERS if self.has_fts else "")):
             conn.execute(statement)
 
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def swap_meta(self, key: str, old, new) -> bool:
         """Set ``key`` to ``new`` if it is still ``old``: True if this caller won."""
         with self._transaction() as conn:

@@ -11,6 +11,7 @@ aside and applied when it is done, so none is lost.
 
 import contextlib
 import hashlib
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -28,6 +29,7 @@ SEEN_BATCH = 50_000  # ids of the folder's listing sorted and stored at once
 # What a broken index raises: SQLite's errors, or the OS's for its file or folder.
 INDEX_ERRORS = (sqlite3.Error, OSError)
 READY_WAIT_SECONDS = 3  # a query at start-up waits this long for the first check
+SKIPPED_NAMED = 50  # files not read as records named in /api/health (all are counted)
 RETRY_SECONDS = (5, 30, 120)
 
 
@@ -94,8 +96,30 @@ class IndexKeeper:
         known = self.problem or refiller == os.getpid()  # another process's progress is its own
         return {"index": state, "indexPath": str(self.index.path), "indexProblem": problem,
                 "indexProgress": self.progress_text() if known else None,
-                "skipped": len(self.skipped),
-                "skippedFiles": [f"{n}: {why}" for n, why in sorted(self.skipped.items())[:50]]}
+                **self._skipped_report()}
+
+    def _found_skipped(self, index, skipped: dict) -> None:
+        """Keep what the folder holds that is not a record: here, and in the
+        index for every other process (web workers, the job worker), so that
+        all report the same, whichever listed the folder last. A process that
+        left the start-up to another's refill never lists it itself."""
+        self.skipped = skipped
+        report = json.dumps(_summary(skipped))
+        with contextlib.suppress(*INDEX_ERRORS):
+            if index.get_meta("skipped") != report:  # most starts find what the last did
+                index.set_meta("skipped", report)
+
+    def _skipped_report(self) -> dict:
+        """``skipped`` and ``skippedFiles`` as the index holds them, else as
+        this process found them (the index broken, or older than this)."""
+        if self.problem is None:
+            try:
+                report = json.loads(self.index.get_meta("skipped") or "null")
+            except (*INDEX_ERRORS, ValueError):
+                report = None
+            if isinstance(report, dict) and set(report) == {"skipped", "skippedFiles"}:
+                return report
+        return _summary(self.skipped)
 
     def _refiller(self) -> int | None:
         try:
@@ -135,7 +159,7 @@ class IndexKeeper:
                 self.service.log.info("History index caught up: %d added, %d removed (%s)",
                                       summary["added"], summary["removed"], self.index.path)
             else:
-                self.skipped = skipped
+                self._found_skipped(self.index, skipped)
             self._log_skipped()
         except IndexBusy as e:  # that process's refill will hold every record
             self.service.log.info("The history index is being rebuilt by process %d: the "
@@ -207,7 +231,7 @@ class IndexKeeper:
         finally:
             conn.execute("DROP TABLE IF EXISTS temp.seen")
             conn.execute("DROP TABLE IF EXISTS temp.indexed")
-        self.skipped = skipped
+        self._found_skipped(index, skipped)
         return {"added": added, "removed": gone, "skipped": skipped,
                 "total": total - unreadable}
 
@@ -473,6 +497,11 @@ def _by_day(ids):
         batch.append(op_id)
     if batch:
         yield day, batch
+
+
+def _summary(skipped: dict) -> dict:
+    return {"skipped": len(skipped), "skippedFiles": [
+        f"{name}: {why}" for name, why in sorted(skipped.items())[:SKIPPED_NAMED]]}
 
 
 def _reason(error: Exception) -> str:
