@@ -65,7 +65,7 @@ def remove_orphans(history) -> int:
     streamed: only the orphans are held)."""
     orphans = {}
     for kind, name, op_id in history.folder.walk():
-        if kind == "file" and history.folder.regular_file(layout.record_name(op_id)) is None:
+        if kind == "file" and not history.folder.is_regular(layout.record_name(op_id)):
             orphans.setdefault(op_id, []).append(name)
     if not orphans:
         return 0

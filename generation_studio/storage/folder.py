@@ -58,6 +58,7 @@ def _describe_while_written(data: bytes):
 class OperationFolder:
     def __init__(self, root):
         self.root = Path(root)
+        self._root = str(self.root)
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -250,11 +251,16 @@ class OperationFolder:
 
     def regular_file(self, name: str) -> Path | None:
         """The path of ``name`` if it is a regular file here (not a link)."""
+        return self.path(name) if self.is_regular(name) else None
+
+    def is_regular(self, name: str) -> bool:
+        """Whether ``name`` is a regular file here (not a link). A plain string
+        path: the recovery asks it of each of millions of files, and a
+        ``Path`` would cost more than the system call (8 µs against 3)."""
         try:
-            mode = self.path(name).lstat().st_mode
+            return stat.S_ISREG(os.lstat(os.path.join(self._root, name)).st_mode)
         except (FileNotFoundError, NotADirectoryError):
-            return None
-        return self.path(name) if stat.S_ISREG(mode) else None
+            return False
 
     def scan(self) -> Listing:
         """One pass over the folder (no stat of the files but temp ones)."""
