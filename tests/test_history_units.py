@@ -651,16 +651,51 @@ def test_a_temp_file_of_a_process_we_may_not_signal_is_kept(history, monkeypatch
     assert recovery.remove_temp_files(history) == 0 and temp.exists()
 
 
+def won_the_hour(app):
+    from generation_studio.history import maintenance
+    return maintenance._won(app, "last_cleanup", maintenance.CLEANUP_INTERVAL_SECONDS,
+                            unsure=False)
+
+
 def test_the_hourly_clean_up_is_won_once_an_hour(app):
     from generation_studio.history import maintenance
     index = app.extensions["history"].index
-    assert maintenance._won_the_hour(app) is True
+    assert won_the_hour(app) is True
     last = float(index.get_meta("last_cleanup"))
     assert abs(last - time.time()) < 60
-    assert maintenance._won_the_hour(app) is False
+    assert won_the_hour(app) is False
     index.swap_meta("last_cleanup", index.get_meta("last_cleanup"),
                     str(last - maintenance.CLEANUP_INTERVAL_SECONDS - 1))
-    assert maintenance._won_the_hour(app) is True
+    assert won_the_hour(app) is True
+
+
+def test_the_periodic_recovery_is_run_by_one_process_of_those_sharing_the_folder(
+        storage_dir, monkeypatch):
+    """Two web processes and the job worker share a folder; the recovery lists all
+    of it (14 s at 1,000,000 operations), so each interval one of them runs it.
+    With the index failing, each runs its own: it needs only the folder."""
+    import sqlite3
+    from generation_studio import create_app
+    from generation_studio.history import maintenance
+    servers = [create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir),
+                           "HISTORY_CHECK_WAITS": True, "RECOVERY_INTERVAL_SECONDS": 300})
+               for _ in range(3)]
+    started = []
+    monkeypatch.setattr(maintenance, "_start", lambda app, name, work: name == "recovery" and
+                        started.append(servers.index(app)))
+    for app in servers:
+        app.extensions["maintenance"]["recovery"] -= 300  # due in each
+        assert app.test_client().get("/api/health").status_code == 200
+    assert started == [0]
+
+    def get_meta(key):
+        raise sqlite3.OperationalError("database is locked")
+
+    for app in servers[1:]:
+        monkeypatch.setattr(app.extensions["history"].index, "get_meta", get_meta)
+        app.extensions["maintenance"]["recovery"] -= 300
+        assert app.test_client().get("/api/health").status_code == 200
+    assert started == [0, 1, 2]
 
 
 def test_an_index_that_cannot_be_written_is_rebuilt_in_the_named_temp_folder(tmp_path):
@@ -1766,7 +1801,8 @@ def test_the_server_schedules_recovery_and_clean_up_by_the_clock(storage_dir, mo
 
     monkeypatch.setattr(maintenance, "time", Clock)
     monkeypatch.setattr(maintenance, "_start", lambda app, name, work: started.append(name))
-    monkeypatch.setattr(maintenance, "_won_the_hour", lambda app: asked.append(clock["now"]) or True)
+    monkeypatch.setattr(maintenance, "_won", lambda app, key, seconds, unsure:
+                        key == "last_recovery" or asked.append(clock["now"]) or True)
     app.extensions["maintenance"]["recovery"] = 1000.0
     client = app.test_client()
 
@@ -1790,20 +1826,20 @@ def test_without_retention_or_trash_days_the_server_never_cleans_up(app, monkeyp
     from generation_studio.history import maintenance
     app.config["TRASH_DAYS"] = None
     asked = []
-    monkeypatch.setattr(maintenance, "_won_the_hour", lambda app: asked.append(1) or True)
+    monkeypatch.setattr(maintenance, "_won", lambda app, key, seconds, unsure:
+                        key == "last_recovery" or asked.append(1) or True)
     app.test_client().get("/api/health")
     assert asked == [] and "retention_thread" not in app.extensions
 
 
 def test_the_hourly_clean_up_is_not_taken_when_the_index_fails(app, monkeypatch):
     import sqlite3
-    from generation_studio.history import maintenance
 
     def get_meta(key):
         raise sqlite3.OperationalError("database is locked")
 
     monkeypatch.setattr(app.extensions["history"].index, "get_meta", get_meta)
-    assert maintenance._won_the_hour(app) is False
+    assert won_the_hour(app) is False
 
 
 @pytest.fixture(params=["Etc/GMT-14", "Etc/GMT+12"])

@@ -1,8 +1,11 @@
 """What the server does by itself, in the background, after a request:
 recovery every ``RECOVERY_INTERVAL_SECONDS`` (default 5 minutes) and, at
 most once an hour, the clean-up: emptying the trash of what has lain in it
-``TRASH_DAYS`` and, with ``RETENTION_DAYS`` set, deleting older operations —
-shared by all server processes through the index, so one of them runs it."""
+``TRASH_DAYS`` and, with ``RETENTION_DAYS`` set, deleting older operations.
+Both are shared by all server processes through the index, so one of them
+runs each: the recovery lists the whole folder (14 s at 1,000,000
+operations), and every web process and the job worker would otherwise each
+do it. Every process still recovers at its own start."""
 
 import threading
 import time
@@ -22,29 +25,35 @@ def _after_request(response):
     app = current_app._get_current_object()
     due = app.extensions["maintenance"]
     now = time.monotonic()
-    if now - due["recovery"] >= app.config["RECOVERY_INTERVAL_SECONDS"]:
+    interval = app.config["RECOVERY_INTERVAL_SECONDS"]
+    if now - due["recovery"] >= interval:
         due["recovery"] = now
-        _start(app, "recovery", lambda history: history.recover())
+        # The index failing, each process recovers: it needs only the folder.
+        if _won(app, "last_recovery", interval, unsure=True):
+            _start(app, "recovery", lambda history: history.recover())
     if ((app.config.get("RETENTION_DAYS") or app.config.get("TRASH_DAYS"))
             and now - due.get("cleanup", -1e9) >= 60):
         due["cleanup"] = now  # asks the index at most once a minute
-        if _won_the_hour(app):
+        if _won(app, "last_cleanup", CLEANUP_INTERVAL_SECONDS, unsure=False):
             _start(app, "retention", _cleanup)
     return response
 
 
-def _won_the_hour(app) -> bool:
-    """True for the one process that takes this hour's clean-up."""
+def _won(app, key: str, seconds: float, unsure: bool) -> bool:
+    """True for the one process that takes this turn of the work whose last
+    start the index's ``key`` holds, ``seconds`` apart; ``unsure`` when the
+    index cannot say."""
     history = app.extensions["history"]
     now = time.time()
     try:
-        last = history.index.get_meta("last_cleanup")
-        if last is not None and now - float(last) < CLEANUP_INTERVAL_SECONDS:
+        last = history.index.get_meta(key)
+        if last is not None and now - float(last) < seconds:
             return False
-        return history.index.swap_meta("last_cleanup", last, str(now))
+        return history.index.swap_meta(key, last, str(now))
     except Exception:
-        app.logger.exception("Could not check when the clean-up last ran")
-        return False
+        app.logger.exception("Could not check when the %s last ran",
+                             key.removeprefix("last_"))
+        return unsure
 
 
 def _cleanup(history):
