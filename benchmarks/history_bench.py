@@ -10,6 +10,8 @@ app (Flask's test client) and commands:
 - the same first page by a plain scan of the JSON files (the baseline);
 - full CSV export and reindex: the real ``flask history`` commands, each in
   its own process (time, and that process's peak memory);
+- the recovery one server process runs every few minutes, against listing
+  the folder once (its floor);
 - a 30-day clean-up (last, since it deletes two thirds of the history).
 
     .venv/bin/python benchmarks/history_bench.py [--operations 100000] [--repeat 30]
@@ -271,6 +273,9 @@ def main():
         baseline = timed(lambda: plain_scan_first_page(root),
                          1 if args.operations > 200_000 else max(3, args.repeat // 10))
         export_s, export_mb = command(root, "history", "export", "-o", str(work / "export.csv"))
+        # The recovery every few minutes, against its floor: listing the folder once.
+        recovery = timed(store.recover, 3)
+        listing = timed(lambda: sum(1 for _ in os.scandir(root)), 3)
         cleanup = not args.store or args.cleanup
         if cleanup:
             cleanup_s = timed(lambda: store.cleanup(timedelta(days=30)), 1)[0] / 1000
@@ -289,6 +294,10 @@ def main():
               f"peak {startup_mb:.0f} MB")
         print(f"reindex of {args.operations:,} (flask history reindex): {reindex_s:.2f} s, "
               f"peak {reindex_mb:.0f} MB")
+        print(f"recovery sweep (temp files, orphans, lost workflows): median "
+              f"{statistics.median(recovery) / 1000:.2f} s, max {max(recovery) / 1000:.2f} s; "
+              f"listing the folder {statistics.median(listing) / 1000:.2f} s "
+              f"({statistics.median(recovery) / statistics.median(listing):.1f}x)")
         if cleanup:
             print(f"30-day clean-up: {cleanup_s:.2f} s, "
                   f"{len(list(store.index.ids())):,} operations left")
