@@ -44,15 +44,17 @@ def _won(app, key: str, seconds: float, unsure: bool) -> bool:
     start the index's ``key`` holds, ``seconds`` apart; ``unsure`` when the
     index cannot say."""
     history = app.extensions["history"]
+    if history.keeper.problem is not None:  # logged once, when it broke
+        return unsure
     now = time.time()
     try:
         last = history.index.get_meta(key)
         if last is not None and now - float(last) < seconds:
             return False
         return history.index.swap_meta(key, last, str(now))
-    except Exception:
-        app.logger.exception("Could not check when the %s last ran",
-                             key.removeprefix("last_"))
+    except Exception as e:
+        app.logger.warning("Could not check when the %s last ran (%s)",
+                           key.removeprefix("last_"), e)
         return unsure
 
 
