@@ -475,9 +475,16 @@ def test_the_server_recovers_periodically_not_only_at_start(storage_dir):
     dead.write_bytes(b"half")
     orphan = storage_dir / "20261124_qqqqqqqqqqqq_in_0.png"
     orphan.write_bytes(png_bytes())
-    app.test_client().get("/api/health")
+    (storage_dir / "20251103_abc123.json").write_text(json.dumps({  # by another program
+        "operationId": "20251103_abc123", "operationType": "text-to-image",
+        "status": "success", "timestamp": "2025-11-03T10:00:00Z", "prompt": "a gull"}))
+    client = app.test_client()
+    assert client.get("/api/history").get_json()["total"] == 0
+    client.get("/api/health")
     app.extensions["recovery_thread"].join(10)
     assert not dead.exists() and not orphan.exists()
+    listed = client.get("/api/history?q=gull").get_json()
+    assert (listed["total"], listed["operations"][0]["operationId"]) == (1, "20251103_abc123")
 
 
 def test_steps_whose_workflow_is_missing_are_reattached(app):

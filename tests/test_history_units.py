@@ -512,6 +512,105 @@ def test_health_says_checking_rebuilding_and_lists_at_most_fifty_skipped_files(h
     history.keeper.problem = None
 
 
+def put_by_hand(history, op_id, prompt="a lighthouse by hand"):
+    """A record in the guide's shape, written into the folder by another program."""
+    (history.root / f"{op_id}.json").write_text(json.dumps({
+        "operationId": op_id, "operationType": "text-to-image", "status": "success",
+        "timestamp": "2025-11-03T10:00:00Z", "prompt": prompt}))
+
+
+def test_records_another_program_puts_in_or_takes_out_are_seen_at_the_next_turn(history,
+                                                                             caplog):
+    """The server's recovery turn compares the index with the folder again: a
+    record copied in while it runs is listed and searched, one removed by hand
+    leaves the list, and a turn with nothing new changes nothing and says nothing."""
+    import logging
+    kept, removed = save(history)["operationId"], save(history)["operationId"]
+    put_by_hand(history, "20251103_abc123")
+    for name in os.listdir(history.root):
+        if layout.owner(name) == removed:
+            os.unlink(history.root / name)
+    assert sorted(history.index.ids()) == sorted([kept, removed])
+    with caplog.at_level(logging.INFO):
+        history.check_index()
+    assert sorted(ids(history.page(Filters(), 10))) == sorted([kept, "20251103_abc123"])
+    assert ids(history.page(Filters(q="lighthouse"), 10)) == ["20251103_abc123"]
+    assert caplog.messages == [f"History index caught up: 1 added, 1 removed "
+                               f"({history.index.path})"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        history.check_index()
+    assert caplog.messages == []
+    # Not while the start-up's check or a rebuild is at work: they will see it.
+    put_by_hand(history, "20251103_def456")
+    for problem, ready in ((None, False), ("OSError: test", True)):
+        history.keeper.problem = problem
+        history.keeper.ready.set() if ready else history.keeper.ready.clear()
+        history.check_index()
+        assert "20251103_def456" not in history.index.ids()
+    history.keeper.problem = None
+    history.keeper.ready.set()
+
+
+@pytest.mark.parametrize("seen", [False, True], ids=["before-the-listing", "in-the-listing"])
+def test_a_turn_does_not_catch_up_for_a_save_made_while_it_listed(history, monkeypatch, seen):
+    """A save while the turn lists the folder is in the index by its writer: the
+    listing matches the index as it was before (the save not seen) or after
+    (seen), and nothing is read again. A record put in by hand meanwhile is."""
+    save(history)
+    listed, caught = history.keeper.on_disk, []
+
+    def on_disk(skipped):
+        records = list(listed(skipped))
+        save(history)
+        yield from listed(skipped) if seen else records
+
+    monkeypatch.setattr(history.keeper, "on_disk", on_disk)
+    real = history.keeper.catch_up
+    monkeypatch.setattr(history.keeper, "catch_up",
+                        lambda index, **kw: caught.append(1) or real(index, **kw))
+    history.check_index()
+    assert (caught, len(list(history.index.ids()))) == ([], 2)
+    put_by_hand(history, "20251103_abc123")
+    history.check_index()
+    assert (caught, "20251103_abc123" in history.index.ids()) == ([1], True)
+
+
+def test_an_unreadable_record_is_read_once_not_at_every_turn(history, monkeypatch, caplog):
+    """A bad file costs one catch-up (which names it), not one every five
+    minutes; it stays named while it is there, and a new one is named and
+    logged at the next turn. Mended, it is read by a reindex."""
+    import logging
+    save(history)
+    bad = history.root / "20251103_x.json"
+    bad.write_text("{not json")
+    history.check_index()
+    named = "20251103_x.json: invalid JSON (Expecting property name enclosed in double quotes: " \
+            "line 1 column 2 (char 1))"
+    assert history.health()["skippedFiles"] == [named]
+    caught = []
+    real = history.keeper.catch_up
+    monkeypatch.setattr(history.keeper, "catch_up",
+                        lambda index, **kw: caught.append(1) or real(index, **kw))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        history.check_index()
+    assert (caught, history.health()["skippedFiles"], caplog.messages) == ([], [named], [])
+    (history.root / "note.json").write_text("{}")
+    with caplog.at_level(logging.INFO):
+        history.check_index()
+    assert caught == []
+    assert history.health()["skippedFiles"] == [named, "note.json: not named YYYYMMDD_<id>.json"]
+    assert caplog.messages == [f"History: skipped 2 file(s) that are not readable records — "
+                               f"{named}; note.json: not named YYYYMMDD_<id>.json"]
+    bad.unlink()
+    history.check_index()
+    assert history.health()["skippedFiles"] == ["note.json: not named YYYYMMDD_<id>.json"]
+    put_by_hand(history, "20251103_x")
+    history.reindex()
+    assert "20251103_x" in history.index.ids()
+
+
 def test_every_process_names_the_same_skipped_files_whichever_listed_the_folder(history):
     """`make run` starts two web processes and a job worker on one folder. One
     whose start-up check found another refilling the index never lists the
@@ -710,6 +809,26 @@ def test_the_periodic_recovery_is_run_by_one_process_of_those_sharing_the_folder
         assert servers[0].test_client().get("/api/health").status_code == 200
     history.keeper.problem = None
     assert (started, caplog.messages) == ([0, 1, 2, 0], [])
+
+
+def test_a_recovery_turn_still_at_work_is_not_started_again(storage_dir, monkeypatch):
+    """At 1,000,000 operations a turn can outlast the interval: the next waits."""
+    import threading
+    from generation_studio import create_app
+    from generation_studio.history import maintenance
+    app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir),
+                      "HISTORY_CHECK_WAITS": True, "RECOVERY_INTERVAL_SECONDS": 0})
+    release, started = threading.Event(), []
+    monkeypatch.setattr(maintenance, "_recover", lambda history: started.append(1) or
+                        release.wait(10))
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/api/health").status_code == 200
+    release.set()
+    app.extensions["recovery_thread"].join(10)
+    assert client.get("/api/health").status_code == 200
+    app.extensions["recovery_thread"].join(10)
+    assert started == [1, 1]
 
 
 def test_an_index_that_cannot_be_written_is_rebuilt_in_the_named_temp_folder(tmp_path):
@@ -1801,12 +1920,15 @@ def test_catching_up_reads_only_the_records_the_index_lacks(history, monkeypatch
 
 
 # What the server does after requests: recovery and clean-up by the clock ------------------
-def test_the_server_schedules_recovery_and_clean_up_by_the_clock(storage_dir, monkeypatch):
+@pytest.mark.parametrize("days", [{"RETENTION_DAYS": 30, "TRASH_DAYS": None},
+                                  {"RETENTION_DAYS": None, "TRASH_DAYS": 30}],
+                         ids=["retention", "trash"])
+def test_the_server_schedules_recovery_and_clean_up_by_the_clock(storage_dir, monkeypatch,
+                                                                 days):
     from generation_studio import create_app
     from generation_studio.history import maintenance
     app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir),
-                      "HISTORY_CHECK_WAITS": True, "RECOVERY_INTERVAL_SECONDS": 300,
-                      "RETENTION_DAYS": 30})
+                      "HISTORY_CHECK_WAITS": True, "RECOVERY_INTERVAL_SECONDS": 300, **days})
     started, asked, clock = [], [], {"now": 1000.0}
 
     class Clock:
@@ -1816,7 +1938,7 @@ def test_the_server_schedules_recovery_and_clean_up_by_the_clock(storage_dir, mo
     monkeypatch.setattr(maintenance, "time", Clock)
     monkeypatch.setattr(maintenance, "_start", lambda app, name, work: started.append(name))
     monkeypatch.setattr(maintenance, "_won", lambda app, key, seconds, unsure:
-                        key == "last_recovery" or asked.append(clock["now"]) or True)
+                        asked.append((clock["now"], key, seconds, unsure)) or True)
     app.extensions["maintenance"]["recovery"] = 1000.0
     client = app.test_client()
 
@@ -1831,7 +1953,9 @@ def test_the_server_schedules_recovery_and_clean_up_by_the_clock(storage_dir, mo
     at(1300.0)  # recovery every RECOVERY_INTERVAL_SECONDS
     at(1599.0)
     at(1600.0)
-    assert asked == [1000.0, 1060.0, 1299.0, 1599.0]
+    cleanup, recovery = ("last_cleanup", 3600, False), ("last_recovery", 300, True)
+    assert asked == [(1000.0, *cleanup), (1060.0, *cleanup), (1299.0, *cleanup),
+                     (1300.0, *recovery), (1599.0, *cleanup), (1600.0, *recovery)]
     assert started == ["retention", "retention", "retention", "recovery", "retention",
                        "recovery"]
 

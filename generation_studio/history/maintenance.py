@@ -1,11 +1,13 @@
 """What the server does by itself, in the background, after a request:
-recovery every ``RECOVERY_INTERVAL_SECONDS`` (default 5 minutes) and, at
-most once an hour, the clean-up: emptying the trash of what has lain in it
-``TRASH_DAYS`` and, with ``RETENTION_DAYS`` set, deleting older operations.
-Both are shared by all server processes through the index, so one of them
-runs each: the recovery lists the whole folder (14 s at 1,000,000
-operations), and every web process and the job worker would otherwise each
-do it. Every process still recovers at its own start."""
+recovery every ``RECOVERY_INTERVAL_SECONDS`` (default 5 minutes), then a
+check of the index against the records (what another program put into the
+folder or took out of it); and, at most once an hour, the clean-up:
+emptying the trash of what has lain in it ``TRASH_DAYS`` and, with
+``RETENTION_DAYS`` set, deleting older operations. Both are shared by all
+server processes through the index, so one of them runs each: the recovery
+lists the whole folder (17 s at 1,000,000 operations), and every web process
+and the job worker would otherwise each do it. Every process still recovers
+and checks at its own start."""
 
 import threading
 import time
@@ -26,13 +28,13 @@ def _after_request(response):
     due = app.extensions["maintenance"]
     now = time.monotonic()
     interval = app.config["RECOVERY_INTERVAL_SECONDS"]
-    if now - due["recovery"] >= interval:
+    if now - due["recovery"] >= interval and not _running(app, "recovery"):
         due["recovery"] = now
         # The index failing, each process recovers: it needs only the folder.
         if _won(app, "last_recovery", interval, unsure=True):
-            _start(app, "recovery", lambda history: history.recover())
+            _start(app, "recovery", _recover)
     if ((app.config.get("RETENTION_DAYS") or app.config.get("TRASH_DAYS"))
-            and now - due.get("cleanup", -1e9) >= 60):
+            and now - due.get("cleanup", -1e9) >= 60 and not _running(app, "retention")):
         due["cleanup"] = now  # asks the index at most once a minute
         if _won(app, "last_cleanup", CLEANUP_INTERVAL_SECONDS, unsure=False):
             _start(app, "retention", _cleanup)
@@ -58,6 +60,11 @@ def _won(app, key: str, seconds: float, unsure: bool) -> bool:
         return unsure
 
 
+def _recover(history):
+    history.recover()
+    history.check_index()
+
+
 def _cleanup(history):
     if trash_days := current_app.config.get("TRASH_DAYS"):
         emptied = history.empty_trash(timedelta(days=trash_days))
@@ -72,6 +79,13 @@ def _cleanup(history):
     if summary["operations"] or summary["resumed"]:
         current_app.logger.info("Clean-up: deleted %d operation(s) older than %d days, freed "
                                 "%d bytes", summary["operations"], days, summary["bytes"])
+
+
+def _running(app, name) -> bool:
+    """Whether this process's last ``name`` is still at work (at 1,000,000
+    operations a turn can outlast the interval: it waits for the next)."""
+    thread = app.extensions.get(f"{name}_thread")
+    return thread is not None and thread.is_alive()
 
 
 def _start(app, name, work):

@@ -136,7 +136,7 @@ class IndexKeeper:
         """Check the index against the records, then call ``then()``; in the
         background unless ``wait``."""
         def run():
-            self._check()
+            self.check()
             if then:
                 then()
         if wait:
@@ -145,7 +145,19 @@ class IndexKeeper:
             self.ready.clear()
             threading.Thread(target=run, daemon=True, name="index-check").start()
 
-    def _check(self) -> None:
+    def check(self, again: bool = False) -> None:
+        """Compare the index's ids with the records' and catch up when they
+        differ: at start, and ``again`` in the server's recovery turns, for
+        records another program put into the folder or took out of it.
+
+        Again, a save or delete made while the folder was listed is not a
+        difference (the index is asked before and after), a record known to
+        be unreadable is not read at every turn (it is read again once mended
+        and reindexed), and the skipped files are logged only when they change.
+        """
+        if again and (self.problem is not None or not self.ready.is_set()):
+            return  # a rebuild, or the start-up's check, is under way
+        told = _summary(self.skipped)
         try:
             refiller = self.index.refilled_by()
             if refiller not in (None, os.getpid()):
@@ -154,16 +166,20 @@ class IndexKeeper:
             # then found missing and added, never taken for one that is gone.
             indexed = ids_fingerprint(self.index.ids())
             skipped = {}
-            if indexed != ids_fingerprint(op_id for op_id, _ in self.on_disk(skipped)):
+            found = ids_fingerprint(self._readable(skipped, self.skipped if again else {}))
+            if found != indexed and not (again and found == ids_fingerprint(self.index.ids())):
                 summary = self.catch_up(self.index)
                 self.service.log.info("History index caught up: %d added, %d removed (%s)",
                                       summary["added"], summary["removed"], self.index.path)
             else:
                 self._found_skipped(self.index, skipped)
-            self._log_skipped()
+            if not again or _summary(self.skipped) != told:
+                self._log_skipped()
         except IndexBusy as e:  # that process's refill will hold every record
-            self.service.log.info("The history index is being rebuilt by process %d: the "
-                                  "history answers from the records until it is done", e.pid)
+            if not again:
+                self.service.log.info("The history index is being rebuilt by process %d: "
+                                      "the history answers from the records until it is "
+                                      "done", e.pid)
         except INDEX_ERRORS as e:
             if self.service.root.is_dir():
                 self.broken(e)
@@ -172,6 +188,16 @@ class IndexKeeper:
                                        self.service.root, e)
         finally:
             self.ready.set()
+
+    def _readable(self, skipped: dict, unreadable: dict):
+        """The ids of ``on_disk`` but those of ``unreadable`` records (kept in
+        ``skipped`` while they are there)."""
+        for op_id, where in self.on_disk(skipped):
+            name = _place(op_id, where)
+            if name in unreadable:
+                skipped[name] = unreadable[name]
+            else:
+                yield op_id
 
     def on_disk(self, skipped: dict):
         """``(id, where its record is)`` of every record, streamed: archived
@@ -236,7 +262,7 @@ class IndexKeeper:
                 "total": total - unreadable}
 
     def _snapshot(self, conn, skipped: dict) -> bool:
-        """The index's ids (first: see ``_check``) into ``temp.indexed``, the
+        """The index's ids (first: see ``check``) into ``temp.indexed``, the
         records on disk into ``temp.seen``; whether the index was empty."""
         conn.execute("DROP TABLE IF EXISTS temp.indexed")
         conn.execute("DROP TABLE IF EXISTS temp.seen")
@@ -307,8 +333,7 @@ class IndexKeeper:
             if problem == GONE:
                 continue  # deleted since the folder was listed
             if problem is not None:
-                place = f"archives/{where[op_id]}.zip:" if where[op_id] else ""
-                skipped[f"{place}{layout.record_name(op_id)}"] = problem
+                skipped[_place(op_id, where[op_id])] = problem
                 unreadable += 1
                 continue
             found.append(row)
@@ -497,6 +522,12 @@ def _by_day(ids):
         batch.append(op_id)
     if batch:
         yield day, batch
+
+
+def _place(op_id: str, where: str) -> str:
+    """How ``skipped`` names a record: its file, or its place in a day's archive."""
+    return f"{layout.ARCHIVES}/{where}.zip:{layout.record_name(op_id)}" if where else \
+        layout.record_name(op_id)
 
 
 def _summary(skipped: dict) -> dict:

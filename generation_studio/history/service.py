@@ -75,6 +75,12 @@ class HistoryService:
             self.log.error("Recovery of %s failed (%s); it will run again later", self.root, e)
             return {}
 
+    def check_index(self) -> None:
+        """Compare the index with the records again (the server's recovery
+        turn): records another program put into the folder or took out of it
+        are added to the history or removed from it."""
+        self.keeper.check(again=True)
+
     @property
     def index(self) -> OperationIndex:
         return self.keeper.index
