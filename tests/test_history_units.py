@@ -1489,6 +1489,22 @@ def test_a_catch_up_counts_every_row_it_removes_across_batches(history, monkeypa
         4, 0, made[4:])
 
 
+def test_a_catch_up_keeps_records_the_listing_missed_while_they_moved(history, monkeypatch):
+    """Compress moves a day's records into its archive, decompress back: the
+    archives are listed first, then the loose files, so a record moved
+    between the two listings is in neither. It is looked for again under its
+    day's lock and kept; only a record really gone leaves the index."""
+    loose, deleted = save(history)["operationId"], save(history)["operationId"]
+    packed = save(history, days_ago=40)["operationId"]
+    history.compress(timedelta(days=7))
+    (history.root / layout.record_name(deleted)).unlink()
+    listed = history.keeper.on_disk
+    monkeypatch.setattr(history.keeper, "on_disk", lambda skipped: (
+        pair for pair in listed(skipped) if pair[0] not in (loose, packed)))
+    summary = history.keeper.catch_up(history.index)
+    assert (summary["removed"], sorted(history.index.ids())) == (1, sorted([loose, packed]))
+
+
 # Records of any writer, and their index rows --------------------------------------------
 def test_a_guide_shaped_record_is_read_with_every_field_the_history_needs():
     from generation_studio.history import records

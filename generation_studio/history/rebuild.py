@@ -245,8 +245,7 @@ class IndexKeeper:
             gone = 0
             for ids in _chunks(conn, "SELECT id FROM temp.indexed WHERE id > ? AND id NOT IN "
                                      "(SELECT id FROM temp.seen) ORDER BY id LIMIT ?"):
-                index.remove([i for i, in ids])
-                gone += len(ids)
+                gone += self._remove_gone(index, [i for i, in ids])
             missing = conn.execute("SELECT COUNT(*) FROM temp.seen WHERE id NOT IN "
                                    "(SELECT id FROM temp.indexed)").fetchone()[0]
             self.progress = [0, missing]
@@ -260,6 +259,21 @@ class IndexKeeper:
         self._found_skipped(index, skipped)
         return {"added": added, "removed": gone, "skipped": skipped,
                 "total": total - unreadable}
+
+    def _remove_gone(self, index, ids: list) -> int:
+        """Remove from ``index`` those of ``ids`` (sorted; not in the listing)
+        whose record is gone, looked for again under each day's lock: one moved
+        into its day's archive or out of it while the folder was listed was in
+        neither place when each was listed. How many were removed."""
+        removed = 0
+        for day, batch in _by_day(ids):
+            with self.service.locks.shared([day]):
+                archived = set(archive.names(self.service.root, day))
+                gone = [i for i in batch if layout.record_name(i) not in archived
+                        and not self.service.folder.is_regular(layout.record_name(i))]
+                index.remove(gone)
+            removed += len(gone)
+        return removed
 
     def _snapshot(self, conn, skipped: dict) -> bool:
         """The index's ids (first: see ``check``) into ``temp.indexed``, the
