@@ -771,7 +771,7 @@ def test_the_hourly_clean_up_is_won_once_an_hour(app):
 def test_the_periodic_recovery_is_run_by_one_process_of_those_sharing_the_folder(
         storage_dir, monkeypatch, caplog):
     """Two web processes and the job worker share a folder; the recovery lists all
-    of it (14 s at 1,000,000 operations), so each interval one of them runs it.
+    of it (20 s at 1,000,000 operations), so each interval one of them runs it.
     With the index failing, each runs its own: it needs only the folder."""
     import logging
     import sqlite3

@@ -5,7 +5,7 @@ folder or took out of it); and, at most once an hour, the clean-up:
 emptying the trash of what has lain in it ``TRASH_DAYS`` and, with
 ``RETENTION_DAYS`` set, deleting older operations. Both are shared by all
 server processes through the index, so one of them runs each: the recovery
-lists the whole folder (17 s at 1,000,000 operations), and every web process
+lists the whole folder (20 s at 1,000,000 operations), and every web process
 and the job worker would otherwise each do it. Every process still recovers
 and checks at its own start."""
 
