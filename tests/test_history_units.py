@@ -278,6 +278,43 @@ def test_compressing_a_day_again_adds_to_its_zip_and_keeps_what_it_had(history):
     assert history.read_file(second["operationId"], second["resultFile"]) == png_bytes(fmt="JPEG")
 
 
+def test_an_archive_that_is_not_a_zip_is_named_and_left_as_it_is(history, caplog):
+    """A day's zip cut short or replaced by garbage: the start-up check, the
+    recovery turn and a reindex go on and name it; the day's loose operations
+    are listed, compressed around it (left loose), deleted; decompress skips it."""
+    import logging
+    kept, doomed = save(history, days_ago=10)["operationId"], save(history, days_ago=10)
+    day = layout.day_of(kept)
+    other = save(history, days_ago=20)["operationId"]
+    history.compress(timedelta(days=15))  # the other day packed, readable
+    bad = archive.path_for(history.root, day)
+    bad.write_bytes(b"PK\x03\x04 cut short")
+    named = f"archives/{day}.zip: not a readable zip archive (File is not a zip file)"
+    server = HistoryService(history.root, history.index.path)
+    server.start(wait=True)
+    assert server.health()["skippedFiles"] == [named]
+    assert sorted(ids(server.page(Filters(), 10))) == sorted([kept, doomed["operationId"],
+                                                              other])
+    assert history.reindex()["skipped"] == {f"archives/{day}.zip": "not a readable zip "
+                                                                    "archive (File is not a "
+                                                                    "zip file)"}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        history.compress(timedelta(days=7))
+        assert history.decompress()["days"] == 2
+        history.delete(doomed["operationId"])
+    assert caplog.messages == [
+        f"archives/{day}.zip is not a readable zip archive (File is not a zip file): the day's "
+        "operations are left loose",
+        f"archives/{day}.zip is not a readable zip archive (File is not a zip file): left as "
+        "it is",
+        f"archives/{day}.zip is not a readable zip archive (File is not a zip file): left as "
+        "it is"]
+    assert bad.read_bytes() == b"PK\x03\x04 cut short"
+    assert sorted(ids(history.page(Filters(), 10))) == sorted([kept, other])
+    assert history.get(kept)["operationId"] == kept and history.get(other) is not None
+
+
 def test_compress_leaves_unfinished_operations_loose(history):
     running = save(history, days_ago=10, status="running", outputs=[])["operationId"]
     done = save(history, days_ago=10)["operationId"]

@@ -205,7 +205,12 @@ class IndexKeeper:
         records go into ``skipped``."""
         root = self.service.root
         for day in archive.days(root):
-            for name in archive.names(root, day):
+            try:
+                names = archive.names(root, day)
+            except archive.Unreadable as e:
+                skipped[e.name] = str(e)
+                continue
+            for name in names:
                 if layout.record_id(name):
                     yield layout.record_id(name), day
         for kind, name, what in self.service.folder.walk(records_only=True):
@@ -268,7 +273,10 @@ class IndexKeeper:
         removed = 0
         for day, batch in _by_day(ids):
             with self.service.locks.shared([day]):
-                archived = set(archive.names(self.service.root, day))
+                try:
+                    archived = set(archive.names(self.service.root, day))
+                except archive.Unreadable:
+                    archived = set()  # none of its records can be read: as listed
                 gone = [i for i in batch if layout.record_name(i) not in archived
                         and not self.service.folder.is_regular(layout.record_name(i))]
                 index.remove(gone)

@@ -65,10 +65,15 @@ def compress(history, older_than: timedelta, progress=None) -> dict:
                      if history.folder.regular_file(layout.record_name(op_id))
                      for n in listing.files[op_id] if history.folder.regular_file(n)]
             if loose:
-                size, grown = archive.pack(history.root, day, loose)
-                history.folder.remove(loose)
-                fsync_dir(history.root)
-                before, after = before + size, after + grown
+                try:
+                    size, grown = archive.pack(history.root, day, loose)
+                except archive.Unreadable as e:
+                    history.log.warning("%s is %s: the day's operations are left loose",
+                                        e.name, e)
+                else:
+                    history.folder.remove(loose)
+                    fsync_dir(history.root)
+                    before, after = before + size, after + grown
         if progress:
             progress(1)
     return {"days": len(days), "bytesBefore": before, "bytesAfter": after,
@@ -81,7 +86,10 @@ def decompress(history, progress=None) -> dict:
     for day in days:
         with history.locks.exclusive([day]):
             loose = {i for i in history.folder.scan().records if layout.day_of(i) == day}
-            files += len(archive.unpack(history.root, day, skip=loose))
+            try:
+                files += len(archive.unpack(history.root, day, skip=loose))
+            except archive.Unreadable as e:
+                history.log.warning("%s is %s: left as it is", e.name, e)
             fsync_dir(history.root)
         if progress:
             progress(1)

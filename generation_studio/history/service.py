@@ -10,6 +10,7 @@ statistics) and rebuilds the index in the background, in its place or, when
 that place cannot be written, in the system's temp folder.
 """
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -291,8 +292,9 @@ class HistoryService:
             return dict(self.keeper.on_disk({}))  # loose ones last: they win
         where = {}
         for day in archive.days(self.root):
-            where.update({layout.record_id(n): day for n in archive.names(self.root, day)
-                          if layout.record_id(n)})
+            with contextlib.suppress(archive.Unreadable):  # named by the index's check
+                where.update({layout.record_id(n): day for n in archive.names(self.root, day)
+                              if layout.record_id(n)})
         where.update(dict.fromkeys(listing.records, ""))
         return where
 
@@ -359,7 +361,10 @@ class HistoryService:
             thumbnails.remove(self.root, op_id, [e["file"] for e in entries.get("inputImages", [])
                                                  + entries.get("outputs", [])])
         for day in {layout.day_of(i) for i in ids}:
-            freed += archive.drop(self.root, day, set(ids))
+            try:
+                freed += archive.drop(self.root, day, set(ids))
+            except archive.Unreadable as e:  # none of its operations is in the history
+                self.log.warning("%s is %s: left as it is", e.name, e)
         self.keeper.remove(ids)
         return freed
 

@@ -20,6 +20,17 @@ from .atomic import atomic_file, write_atomic
 STORED = {"jpg", "jpeg", "webp", "gif", "mp4", "mov", "webm"}
 
 
+class Unreadable(Exception):
+    """A day's archive that is not a readable zip (garbage, cut short): its
+    operations cannot be read, so the history names it among the files it
+    skipped, and compress, decompress and delete leave it as it is."""
+
+    def __init__(self, day: str, why: str):
+        super().__init__(f"not a readable zip archive ({why})")
+        self.day = day
+        self.name = f"{layout.ARCHIVES}/{day}.zip"
+
+
 def folder(root: Path) -> Path:
     return root / layout.ARCHIVES
 
@@ -49,11 +60,15 @@ def _open(root: Path, day: str):
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         f.close()
         raise FileNotFoundError(2, f"the archive of {day} is not a regular file")
-    return zipfile.ZipFile(f)
+    try:
+        return zipfile.ZipFile(f)
+    except (zipfile.BadZipFile, EOFError) as e:
+        f.close()
+        raise Unreadable(day, str(e)) from None
 
 
 def names(root: Path, day: str) -> list[str]:
-    """The operation files in the day's zip."""
+    """The operation files in the day's zip (``Unreadable`` when it is not one)."""
     try:
         with _open(root, day) as z:
             return [n for n in z.namelist() if layout.owner(n)]
@@ -71,8 +86,8 @@ def read(root: Path, names_wanted) -> dict[str, bytes]:
             with _open(root, day) as z:
                 members = set(z.namelist())
                 found.update({n: z.read(n) for n in wanted if n in members})
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, Unreadable):
+            continue  # not found, as the history reports it
     return found
 
 
@@ -89,7 +104,7 @@ def pack(root: Path, day: str, loose: list[str]) -> tuple[int, int]:
 
     def fill(out):
         if before:
-            with zipfile.ZipFile(target) as old:
+            with _open(root, day) as old:
                 _copy(old, out, [i for i in old.infolist() if i.filename not in adding])
         for name in sorted(loose, key=lambda n: layout.record_id(n) is not None):
             ext = name.rsplit(".", 1)[-1].lower()
@@ -106,7 +121,7 @@ def unpack(root: Path, day: str, skip=frozenset()) -> list[str]:
     the zip; files of ids in ``skip`` (already loose) are left out. Returns
     the names written."""
     target = path_for(root, day)
-    with zipfile.ZipFile(target) as z:
+    with _open(root, day) as z:
         members = sorted((n for n in z.namelist()
                           if layout.owner(n) and layout.owner(n) not in skip),
                          key=lambda n: layout.record_id(n) is not None)
@@ -122,7 +137,7 @@ def drop(root: Path, day: str, op_ids: set[str]) -> int:
     if not target.exists():
         return 0
     before = target.stat().st_size
-    with zipfile.ZipFile(target) as old:
+    with _open(root, day) as old:
         keep = [i for i in old.infolist() if layout.owner(i.filename) not in op_ids]
         if len(keep) == len(old.infolist()):
             return 0
