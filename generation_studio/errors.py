@@ -12,7 +12,7 @@ from flask import current_app, g, jsonify, redirect, render_template, request, u
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from .history import IndexUnavailable, NotFound
+from .history import ArchiveDamaged, IndexUnavailable, NotFound
 from .history.filters import FilterError
 from .media import ImageRefused
 from .web import wants_html
@@ -82,7 +82,7 @@ def error_body(message: str, status: int, field: str | None = None):
 
 # Domain errors (plain exceptions of the history) and their HTTP statuses.
 _DOMAIN_STATUSES = ((FilterError, 400), (ImageRefused, 400), (NotFound, 404),
-                    (IndexUnavailable, 503))
+                    (IndexUnavailable, 503), (ArchiveDamaged, 409))
 
 
 class StrictJSONProvider(DefaultJSONProvider):

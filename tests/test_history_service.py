@@ -559,3 +559,30 @@ def test_a_search_answered_from_the_folder_matches_words_as_the_index_does(app, 
 
 def ids_in(response):
     return {op["operationId"] for op in response.get_json()["operations"]}
+
+
+def test_deleting_from_a_damaged_archive_answers_409_and_the_history_still_answers(app):
+    """A zip with one member damaged (its bytes cannot be read back): the
+    history lists what it can, and a delete that would have to rewrite the zip
+    answers a clear 409 instead of losing that member or saying done."""
+    from datetime import datetime, timedelta, timezone
+    history, client = app.extensions["history"], app.test_client()
+    when = datetime.now(timezone.utc) - timedelta(days=10)
+    made = [history.save({"operationId": history.new_id(when), "createdAt": iso(when),
+                          "operationType": "text_to_image", "status": "succeeded",
+                          "prompt": "a cat " * 40})["operationId"] for _ in range(2)]
+    history.compress(timedelta(days=7))
+    path = archive.path_for(history.root, layout.day_of(made[0]))
+    data = bytearray(path.read_bytes())
+    data[data.index(f"{made[0]}.json".encode()) + len(made[0]) + 25] ^= 0xFF
+    path.write_bytes(bytes(data))
+    listed = client.get("/api/history").get_json()
+    assert [o["operationId"] for o in listed["operations"]] == [made[1]]
+    answer = client.delete(f"/api/history/{made[1]}")
+    assert answer.status_code == 409
+    assert answer.get_json()["error"].startswith(
+        f"archives/{layout.day_of(made[0])}.zip: {made[0]}.json cannot be read back from it (")
+    assert answer.get_json()["error"].endswith("; nothing can be deleted from it until it is "
+                                               "repaired")
+    assert client.get(f"/api/history/{made[1]}").status_code == 200
+    assert path.read_bytes() == bytes(data)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from generation_studio import events
-from generation_studio.history import HistoryService, NotFound, recovery, retention
+from generation_studio.history import ArchiveDamaged, HistoryService, NotFound, recovery, retention
 from generation_studio.history.filters import Filters, iso
 from generation_studio.storage import archive, layout
 
@@ -304,15 +304,53 @@ def test_an_archive_that_is_not_a_zip_is_named_and_left_as_it_is(history, caplog
         assert history.decompress()["days"] == 2
         history.delete(doomed["operationId"])
     assert caplog.messages == [
-        f"archives/{day}.zip is not a readable zip archive (File is not a zip file): the day's "
+        f"archives/{day}.zip: not a readable zip archive (File is not a zip file); the day's "
         "operations are left loose",
-        f"archives/{day}.zip is not a readable zip archive (File is not a zip file): left as "
+        f"archives/{day}.zip: not a readable zip archive (File is not a zip file); left as "
         "it is",
-        f"archives/{day}.zip is not a readable zip archive (File is not a zip file): left as "
+        f"archives/{day}.zip: not a readable zip archive (File is not a zip file); left as "
         "it is"]
     assert bad.read_bytes() == b"PK\x03\x04 cut short"
     assert sorted(ids(history.page(Filters(), 10))) == sorted([kept, other])
     assert history.get(kept)["operationId"] == kept and history.get(other) is not None
+
+
+def test_a_damaged_record_in_an_archive_is_named_not_a_500(history, caplog):
+    """A zip whose directory is whole but one member's bytes are damaged (a
+    bad block): pages, the record, a reindex and an export go on without it and
+    name it; compress, decompress and deleting from that zip refuse to rewrite
+    it (that member would be lost), and the zip is left byte for byte."""
+    import logging
+    hurt = save(history, days_ago=10, prompt="a cat " * 40)["operationId"]
+    fine = save(history, days_ago=10)["operationId"]
+    day = layout.day_of(hurt)
+    history.compress(timedelta(days=7))
+    path = archive.path_for(history.root, day)
+    data = bytearray(path.read_bytes())
+    at = data.index(f"{hurt}.json".encode()) + len(f"{hurt}.json") + 20  # in its deflated bytes
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert history.get(hurt) is None and history.get(fine)["operationId"] == fine
+    why = caplog.messages[0].split(f"Skipped {hurt}.json: damaged in archives/{day}.zip (")[1]
+    assert why.startswith(("Error -3 while decompressing data", "Bad CRC-32"))
+    assert history.reindex()["skipped"] == {
+        f"archives/{day}.zip:{hurt}.json": f"damaged in archives/{day}.zip ({why}"}
+    assert ids(history.page(Filters(), 10)) == [fine]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        save(history, days_ago=10)  # compress would add it to the damaged zip
+        history.compress(timedelta(days=7))
+        history.decompress()
+    assert [m.split(" cannot be read back")[0] for m in caplog.messages] == [
+        f"archives/{day}.zip: {hurt}.json"] * 2
+    with pytest.raises(ArchiveDamaged) as refused:
+        history.delete(fine)  # it would stay in the zip, and come back
+    assert str(refused.value) == (f"archives/{day}.zip: {hurt}.json cannot be read back from "
+                                  f"it ({why}; nothing can be deleted from it until it is "
+                                  "repaired")
+    assert path.read_bytes() == bytes(data) and history.get(fine) is not None
 
 
 def test_compress_leaves_unfinished_operations_loose(history):

@@ -2,10 +2,10 @@
 and their index, used alike by the API, the pages, the CLI and the admin."""
 
 from .index import IndexBusy
-from .service import HistoryService, IndexUnavailable, NotFound, Page
+from .service import ArchiveDamaged, HistoryService, IndexUnavailable, NotFound, Page
 
-__all__ = ["HistoryService", "IndexBusy", "IndexUnavailable", "NotFound", "Page",
-           "current_history"]
+__all__ = ["ArchiveDamaged", "HistoryService", "IndexBusy", "IndexUnavailable", "NotFound",
+           "Page", "current_history"]
 
 
 def current_history() -> HistoryService:

@@ -68,7 +68,7 @@ def compress(history, older_than: timedelta, progress=None) -> dict:
                 try:
                     size, grown = archive.pack(history.root, day, loose)
                 except archive.Unreadable as e:
-                    history.log.warning("%s is %s: the day's operations are left loose",
+                    history.log.warning("%s: %s; the day's operations are left loose",
                                         e.name, e)
                 else:
                     history.folder.remove(loose)
@@ -89,7 +89,7 @@ def decompress(history, progress=None) -> dict:
             try:
                 files += len(archive.unpack(history.root, day, skip=loose))
             except archive.Unreadable as e:
-                history.log.warning("%s is %s: left as it is", e.name, e)
+                history.log.warning("%s: %s; left as it is", e.name, e)
             fsync_dir(history.root)
         if progress:
             progress(1)

@@ -37,6 +37,11 @@ class IndexUnavailable(RuntimeError):
     """What was asked needs the index, which is being rebuilt."""
 
 
+class ArchiveDamaged(RuntimeError):
+    """A day's zip whose members cannot all be read back: deleting from it
+    would lose them, and leaving the operation in it would bring it back."""
+
+
 @dataclass
 class Page:
     operations: list
@@ -178,8 +183,11 @@ class HistoryService:
                 archived.append(name)
             else:
                 self._decode_into(found, op_id, data)
-        for name, data in archive.read(self.root, archived).items():
+        damaged = {}
+        for name, data in archive.read(self.root, archived, damaged).items():
             self._decode_into(found, layout.record_id(name), data)
+        for name, why in damaged.items():
+            self.log.warning("Skipped %s: %s", name, why)
         return found
 
     def _decode_into(self, found: dict, op_id: str, data: bytes) -> None:
@@ -307,11 +315,15 @@ class HistoryService:
             wanted.sort(reverse=reverse)
         for start in range(0, len(wanted), 500):
             batch = wanted[start:start + 500]
-            packed = archive.read(self.root, [layout.record_name(i) for i in batch if where[i]])
+            damaged = {}
+            packed = archive.read(self.root, [layout.record_name(i) for i in batch if where[i]],
+                                  damaged)
             loose = self.folder.read_each(layout.record_name(i) for i in batch if not where[i])
             for op_id in batch:
                 if where[op_id]:
-                    data, error = packed.get(layout.record_name(op_id)), None
+                    name = layout.record_name(op_id)
+                    data = packed.get(name)
+                    error = ValueError(damaged[name]) if name in damaged else None
                 else:
                     _, data, error = next(loose)
                 try:
@@ -363,8 +375,11 @@ class HistoryService:
         for day in {layout.day_of(i) for i in ids}:
             try:
                 freed += archive.drop(self.root, day, set(ids))
-            except archive.Unreadable as e:  # none of its operations is in the history
-                self.log.warning("%s is %s: left as it is", e.name, e)
+            except archive.Unreadable as e:
+                if not e.whole:  # its operations are read from it: never say done
+                    raise ArchiveDamaged(f"{e.name}: {e}; nothing can be deleted from it "
+                                         "until it is repaired") from None
+                self.log.warning("%s: %s; left as it is", e.name, e)  # none is listed
         self.keeper.remove(ids)
         return freed
 

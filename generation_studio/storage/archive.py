@@ -12,6 +12,7 @@ recognises are ever read or unpacked.
 import os
 import stat
 import zipfile
+import zlib
 from pathlib import Path
 
 from . import layout
@@ -23,12 +24,18 @@ STORED = {"jpg", "jpeg", "webp", "gif", "mp4", "mov", "webm"}
 class Unreadable(Exception):
     """A day's archive that is not a readable zip (garbage, cut short): its
     operations cannot be read, so the history names it among the files it
-    skipped, and compress, decompress and delete leave it as it is."""
+    skipped, and compress, decompress and delete leave it as it is. Not
+    ``whole``: the zip opens, but a member's bytes cannot be read back, so it
+    cannot be rewritten without losing that member."""
 
-    def __init__(self, day: str, why: str):
-        super().__init__(f"not a readable zip archive ({why})")
-        self.day = day
+    def __init__(self, day: str, why: str, whole: bool = True):
+        super().__init__(f"not a readable zip archive ({why})" if whole else why)
+        self.day, self.whole = day, whole
         self.name = f"{layout.ARCHIVES}/{day}.zip"
+
+
+# What reading back a damaged member raises (a bad CRC, a broken deflate stream).
+DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError)
 
 
 def folder(root: Path) -> Path:
@@ -76,8 +83,10 @@ def names(root: Path, day: str) -> list[str]:
         return []
 
 
-def read(root: Path, names_wanted) -> dict[str, bytes]:
-    """The archived files among ``names_wanted``, each zip opened once."""
+def read(root: Path, names_wanted, damaged: dict | None = None) -> dict[str, bytes]:
+    """The archived files among ``names_wanted``, each zip opened once. One
+    whose bytes cannot be read back is left out, and named with why in
+    ``damaged`` (when given)."""
     by_day, found = {}, {}
     for name in names_wanted:
         by_day.setdefault(layout.day_of(name), []).append(name)
@@ -85,7 +94,12 @@ def read(root: Path, names_wanted) -> dict[str, bytes]:
         try:
             with _open(root, day) as z:
                 members = set(z.namelist())
-                found.update({n: z.read(n) for n in wanted if n in members})
+                for name in (n for n in wanted if n in members):
+                    try:
+                        found[name] = z.read(name)
+                    except DAMAGED as e:
+                        if damaged is not None:
+                            damaged[name] = f"damaged in {layout.ARCHIVES}/{day}.zip ({e})"
         except (FileNotFoundError, Unreadable):
             continue  # not found, as the history reports it
     return found
@@ -105,7 +119,7 @@ def pack(root: Path, day: str, loose: list[str]) -> tuple[int, int]:
     def fill(out):
         if before:
             with _open(root, day) as old:
-                _copy(old, out, [i for i in old.infolist() if i.filename not in adding])
+                _copy(old, out, [i for i in old.infolist() if i.filename not in adding], day)
         for name in sorted(loose, key=lambda n: layout.record_id(n) is not None):
             ext = name.rsplit(".", 1)[-1].lower()
             out.write(root / name, name,
@@ -126,7 +140,7 @@ def unpack(root: Path, day: str, skip=frozenset()) -> list[str]:
                           if layout.owner(n) and layout.owner(n) not in skip),
                          key=lambda n: layout.record_id(n) is not None)
         for name in members:
-            write_atomic(root / name, z.read(name), sync_dir=False)
+            write_atomic(root / name, _member(z, name, day), sync_dir=False)
     target.unlink()
     return members
 
@@ -144,7 +158,7 @@ def drop(root: Path, day: str, op_ids: set[str]) -> int:
         if not keep:
             target.unlink()
             return before
-        _rewrite(target, lambda out: _copy(old, out, keep))
+        _rewrite(target, lambda out: _copy(old, out, keep, day))
     return before - target.stat().st_size
 
 
@@ -154,6 +168,15 @@ def _rewrite(target: Path, fill) -> None:
         fill(out)
 
 
-def _copy(old, out, members) -> None:
+def _copy(old, out, members, day: str) -> None:
     for info in members:
-        out.writestr(info, old.read(info))
+        out.writestr(info, _member(old, info, day))
+
+
+def _member(z, member, day: str) -> bytes:
+    """A member's bytes; ``Unreadable`` (not whole) when they cannot be read back."""
+    try:
+        return z.read(member)
+    except DAMAGED as e:
+        name = getattr(member, "filename", member)
+        raise Unreadable(day, f"{name} cannot be read back from it ({e})", whole=False) from None
