@@ -1580,6 +1580,21 @@ def test_a_catch_up_keeps_records_the_listing_missed_while_they_moved(history, m
     assert (summary["removed"], sorted(history.index.ids())) == (1, sorted([loose, packed]))
 
 
+def test_a_catch_up_drops_the_rows_of_an_archive_gone_bad_and_counts_every_day(history):
+    """A day's zip replaced by garbage after it was indexed: its operations can no
+    longer be read, so their rows go (the archive is named instead), counted
+    with a record removed by hand on another day in the same pass."""
+    packed = save(history, days_ago=20)["operationId"]
+    by_hand, kept = save(history)["operationId"], save(history)["operationId"]
+    history.compress(timedelta(days=7))
+    archive.path_for(history.root, layout.day_of(packed)).write_bytes(b"garbage")
+    (history.root / layout.record_name(by_hand)).unlink()
+    summary = history.keeper.catch_up(history.index)
+    assert (summary["removed"], list(history.index.ids())) == (2, [kept])
+    assert summary["skipped"] == {f"archives/{layout.day_of(packed)}.zip":
+                                  "not a readable zip archive (File is not a zip file)"}
+
+
 # Records of any writer, and their index rows --------------------------------------------
 def test_a_guide_shaped_record_is_read_with_every_field_the_history_needs():
     from generation_studio.history import records
