@@ -338,6 +338,11 @@ def test_a_damaged_record_in_an_archive_is_named_not_a_500(history, caplog):
     assert history.reindex()["skipped"] == {
         f"archives/{day}.zip:{hurt}.json": f"damaged in archives/{day}.zip ({why}"}
     assert ids(history.page(Filters(), 10)) == [fine]
+    caught, real = [], history.keeper.catch_up
+    history.keeper.catch_up = lambda index, **kw: caught.append(1) or real(index, **kw)
+    history.check_index()  # known damaged: not read again at every turn
+    del history.keeper.catch_up
+    assert caught == []
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         save(history, days_ago=10)  # compress would add it to the damaged zip
@@ -668,9 +673,12 @@ def test_an_unreadable_record_is_read_once_not_at_every_turn(history, monkeypatc
     monkeypatch.setattr(history.keeper, "catch_up",
                         lambda index, **kw: caught.append(1) or real(index, **kw))
     caplog.clear()
+    written, set_meta = [], history.index.set_meta
+    monkeypatch.setattr(history.index, "set_meta", lambda *a: written.append(a) or set_meta(*a))
     with caplog.at_level(logging.INFO):
         history.check_index()
     assert (caught, history.health()["skippedFiles"], caplog.messages) == ([], [named], [])
+    assert written == []  # the same list: the index is not written
     (history.root / "note.json").write_text("{}")
     with caplog.at_level(logging.INFO):
         history.check_index()
@@ -886,24 +894,37 @@ def test_the_periodic_recovery_is_run_by_one_process_of_those_sharing_the_folder
     assert (started, caplog.messages) == ([0, 1, 2, 0], [])
 
 
-def test_a_recovery_turn_still_at_work_is_not_started_again(storage_dir, monkeypatch):
-    """At 1,000,000 operations a turn can outlast the interval: the next waits."""
+@pytest.mark.parametrize("name", ["recovery", "retention"])
+def test_a_turn_still_at_work_is_not_started_again(storage_dir, monkeypatch, name):
+    """At 1,000,000 operations a recovery turn or a clean-up can outlast its
+    interval: the next waits for it."""
     import threading
     from generation_studio import create_app
     from generation_studio.history import maintenance
     app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir),
-                      "HISTORY_CHECK_WAITS": True, "RECOVERY_INTERVAL_SECONDS": 0})
+                      "HISTORY_CHECK_WAITS": True, "RECOVERY_INTERVAL_SECONDS": 0,
+                      "TRASH_DAYS": 30})
     release, started = threading.Event(), []
-    monkeypatch.setattr(maintenance, "_recover", lambda history: started.append(1) or
-                        release.wait(10))
+
+    def work(history):
+        started.append(name)
+        release.wait(10)
+
+    monkeypatch.setattr(maintenance, {"recovery": "_recover", "retention": "_cleanup"}[name], work)
+    monkeypatch.setattr(maintenance, "_won", lambda app, key, seconds, unsure: True)
     client = app.test_client()
-    for _ in range(3):
+
+    def ask():
+        app.extensions["maintenance"]["cleanup"] = -1e9  # due each time
         assert client.get("/api/health").status_code == 200
+
+    for _ in range(3):
+        ask()
     release.set()
-    app.extensions["recovery_thread"].join(10)
-    assert client.get("/api/health").status_code == 200
-    app.extensions["recovery_thread"].join(10)
-    assert started == [1, 1]
+    app.extensions[f"{name}_thread"].join(10)
+    ask()
+    app.extensions[f"{name}_thread"].join(10)
+    assert started == [name, name]
 
 
 def test_an_index_that_cannot_be_written_is_rebuilt_in_the_named_temp_folder(tmp_path):
