@@ -283,10 +283,10 @@ def test_an_archive_that_is_not_a_zip_is_named_and_left_as_it_is(history, caplog
     recovery turn and a reindex go on and name it; the day's loose operations
     are listed, compressed around it (left loose), deleted; decompress skips it."""
     import logging
-    kept, doomed = save(history, days_ago=10)["operationId"], save(history, days_ago=10)
-    day = layout.day_of(kept)
-    other = save(history, days_ago=20)["operationId"]
-    history.compress(timedelta(days=15))  # the other day packed, readable
+    other = save(history, days_ago=10)["operationId"]
+    history.compress(timedelta(days=7))  # a later day packed, readable
+    kept, doomed = save(history, days_ago=20)["operationId"], save(history, days_ago=20)
+    day = layout.day_of(kept)  # listed before the readable one
     bad = archive.path_for(history.root, day)
     bad.write_bytes(b"PK\x03\x04 cut short")
     named = f"archives/{day}.zip: not a readable zip archive (File is not a zip file)"
@@ -313,6 +313,44 @@ def test_an_archive_that_is_not_a_zip_is_named_and_left_as_it_is(history, caplog
     assert bad.read_bytes() == b"PK\x03\x04 cut short"
     assert sorted(ids(history.page(Filters(), 10))) == sorted([kept, other])
     assert history.get(kept)["operationId"] == kept and history.get(other) is not None
+
+
+def test_a_start_up_check_says_so_when_another_process_refills_the_index(history, caplog):
+    import logging
+    import subprocess
+    import sys
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        history.index.execute("INSERT OR REPLACE INTO meta VALUES ('refill', ?)",
+                              (f"{other.pid} {time.time()}",))
+        with caplog.at_level(logging.INFO):
+            HistoryService(history.root, history.index.path).start(wait=True)
+        assert f"The history index is being rebuilt by process {other.pid}: the history " \
+               "answers from the records until it is done" in caplog.messages
+    finally:
+        other.kill()
+        other.wait()
+        history.index.execute("DELETE FROM meta WHERE key = 'refill'")
+
+
+def test_a_storage_path_that_is_a_file_is_said_once(tmp_path, caplog):
+    """One line at start; the recovery turns stay quiet until it is a folder,
+    then check the index and recover as a start would."""
+    import logging
+    from generation_studio.history import maintenance
+    root = tmp_path / "ops"
+    root.write_text("not a folder")
+    history = HistoryService(root, tmp_path / "index" / "index.sqlite3")
+    with caplog.at_level(logging.INFO):
+        history.start(wait=True)
+        maintenance._recover(history)
+    assert [m.split(" (")[0] for m in caplog.messages] == [
+        f"Storage folder {root} cannot be used"]
+    root.unlink()
+    root.mkdir()
+    put_by_hand(history, "20251103_abc123")
+    maintenance._recover(history)
+    assert list(history.index.ids()) == ["20251103_abc123"]
 
 
 def test_a_damaged_record_in_an_archive_is_named_not_a_500(history, caplog):

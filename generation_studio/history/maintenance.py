@@ -61,6 +61,8 @@ def _won(app, key: str, seconds: float, unsure: bool) -> bool:
 
 
 def _recover(history):
+    if not history.root.is_dir():
+        return  # said at start, and in /api/health
     history.recover()
     history.check_index()
 

@@ -66,8 +66,11 @@ class HistoryService:
             self.root.mkdir(parents=True, exist_ok=True)
             self.log.info("Storage folders initialised: %s", self.root)
         except OSError as e:
+            # Said once: nothing to check or recover until it can be used (the
+            # recovery turns check again then).
             self.log.error("Storage folder %s cannot be used (%s): operations will not be "
                            "saved until it can", self.root, e)
+            return
         self.keeper.start(wait=wait, then=self.recover)
 
     def wait_ready(self) -> None:
