@@ -346,6 +346,11 @@ def test_a_storage_path_that_is_a_file_is_said_once(tmp_path, caplog):
         maintenance._recover(history)
     assert [m.split(" (")[0] for m in caplog.messages] == [
         f"Storage folder {root} cannot be used"]
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        history.keeper.check()  # as when the folder goes while the server runs
+    assert caplog.messages == [f"Storage folder {root} cannot be read ([Errno 20] Not a "
+                               f"directory: '{root}')"]
     root.unlink()
     root.mkdir()
     put_by_hand(history, "20251103_abc123")
@@ -2309,6 +2314,18 @@ def test_only_day_archives_are_read(history):
         with zipfile.ZipFile(folder / name, "w") as z:
             z.writestr("20261101_x.json", "{}")
     assert archive.days(history.root) == ["20261101"]
+
+
+def test_a_day_archive_that_is_a_symbolic_link_is_never_read(history, tmp_path):
+    """Asked for by id (not listed: the listing leaves links out), an archived
+    record behind a link to a zip elsewhere is not found."""
+    op_id = save(history, days_ago=10)["operationId"]
+    history.compress(timedelta(days=7))
+    real = archive.path_for(history.root, layout.day_of(op_id))
+    elsewhere = tmp_path / "elsewhere.zip"
+    real.rename(elsewhere)
+    real.symlink_to(elsewhere)
+    assert (archive.read(history.root, [f"{op_id}.json"]), history.get(op_id)) == ({}, None)
 
 
 def test_reading_archives_goes_on_past_a_missing_day(history):

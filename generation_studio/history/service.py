@@ -10,7 +10,6 @@ statistics) and rebuilds the index in the background, in its place or, when
 that place cannot be written, in the system's temp folder.
 """
 
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -296,18 +295,9 @@ class HistoryService:
                                f"the records ({self.keeper.progress_text()}); try again shortly")
 
     # Listing the folder -----------------------------------------------------------
-    def locations(self, listing=None) -> dict[str, str]:
-        """``{id: where its record is}``: "" loose, else the archive's day
-        (``listing``: a scan of the folder the caller has made already)."""
-        if listing is None:
-            return dict(self.keeper.on_disk({}))  # loose ones last: they win
-        where = {}
-        for day in archive.days(self.root):
-            with contextlib.suppress(archive.Unreadable):  # named by the index's check
-                where.update({layout.record_id(n): day for n in archive.names(self.root, day)
-                              if layout.record_id(n)})
-        where.update(dict.fromkeys(listing.records, ""))
-        return where
+    def locations(self) -> dict[str, str]:
+        """``{id: where its record is}``: "" loose, else the archive's day."""
+        return dict(self.keeper.on_disk({}))  # loose ones last: they win
 
     def iter_records(self, op_ids=None, where=None, sort=True, reverse=False):
         """``(id, record or None, error)`` for every operation (or ``op_ids``),
