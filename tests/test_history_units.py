@@ -2316,6 +2316,12 @@ def test_only_day_archives_are_read(history):
     assert archive.days(history.root) == ["20261101"]
 
 
+def test_locations_list_the_records_past_files_that_are_not_records(history):
+    op_id = save(history)["operationId"]
+    (history.root / "note.json").write_text("{}")
+    assert history.locations() == {op_id: ""}
+
+
 def test_a_day_archive_that_is_a_symbolic_link_is_never_read(history, tmp_path):
     """Asked for by id (not listed: the listing leaves links out), an archived
     record behind a link to a zip elsewhere is not found."""
