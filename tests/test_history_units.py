@@ -2332,6 +2332,12 @@ def test_a_day_archive_that_is_a_symbolic_link_is_never_read(history, tmp_path):
     real.rename(elsewhere)
     real.symlink_to(elsewhere)
     assert (archive.read(history.root, [f"{op_id}.json"]), history.get(op_id)) == ({}, None)
+    # Compress of that day replaces the link with its own zip; what it pointed at is untouched.
+    kept = elsewhere.read_bytes()
+    later = save(history, days_ago=10)["operationId"]  # the same day, loose
+    history.compress(timedelta(days=7))
+    assert not real.is_symlink() and elsewhere.read_bytes() == kept
+    assert history.get(later)["operationId"] == later and history.get(op_id) is None
 
 
 def test_reading_archives_goes_on_past_a_missing_day(history):

@@ -113,13 +113,15 @@ def pack(root: Path, day: str, loose: list[str]) -> tuple[int, int]:
     """
     target = path_for(root, day)
     target.parent.mkdir(exist_ok=True)
-    before = target.stat().st_size if target.exists() else 0
+    before = target.lstat().st_size if target.exists() else 0
     adding = set(loose)
 
     def fill(out):
-        if before:
+        try:
             with _open(root, day) as old:
                 _copy(old, out, [i for i in old.infolist() if i.filename not in adding], day)
+        except FileNotFoundError:
+            pass  # none yet, or a link: replaced, never followed
         for name in sorted(loose, key=lambda n: layout.record_id(n) is not None):
             ext = name.rsplit(".", 1)[-1].lower()
             out.write(root / name, name,
