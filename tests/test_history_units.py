@@ -358,7 +358,7 @@ def test_a_storage_path_that_is_a_file_is_said_once(tmp_path, caplog):
     assert list(history.index.ids()) == ["20251103_abc123"]
 
 
-def test_a_damaged_record_in_an_archive_is_named_not_a_500(history, caplog):
+def test_a_damaged_record_in_an_archive_is_named_not_a_500(history, caplog, monkeypatch):
     """A zip whose directory is whole but one member's bytes are damaged (a
     bad block): pages, the record, a reindex and an export go on without it and
     name it; compress, decompress and deleting from that zip refuse to rewrite
@@ -381,10 +381,8 @@ def test_a_damaged_record_in_an_archive_is_named_not_a_500(history, caplog):
     assert history.reindex()["skipped"] == {
         f"archives/{day}.zip:{hurt}.json": f"damaged in archives/{day}.zip ({why}"}
     assert ids(history.page(Filters(), 10)) == [fine]
-    caught, real = [], history.keeper.catch_up
-    history.keeper.catch_up = lambda index, **kw: caught.append(1) or real(index, **kw)
+    caught = count_catch_ups(history, monkeypatch)
     history.check_index()  # known damaged: not read again at every turn
-    del history.keeper.catch_up
     assert caught == []
     caplog.clear()
     with caplog.at_level(logging.WARNING):
@@ -642,6 +640,14 @@ def put_by_hand(history, op_id, prompt="a lighthouse by hand"):
         "timestamp": "2025-11-03T10:00:00Z", "prompt": prompt}))
 
 
+def count_catch_ups(history, monkeypatch) -> list:
+    """A list that gets an item at each catch-up of ``history``'s index."""
+    caught, real = [], history.keeper.catch_up
+    monkeypatch.setattr(history.keeper, "catch_up",
+                        lambda index, **kw: caught.append(1) or real(index, **kw))
+    return caught
+
+
 def test_records_another_program_puts_in_or_takes_out_are_seen_at_the_next_turn(history,
                                                                              caplog):
     """The server's recovery turn compares the index with the folder again: a
@@ -681,7 +687,7 @@ def test_a_turn_does_not_catch_up_for_a_save_made_while_it_listed(history, monke
     listing matches the index as it was before (the save not seen) or after
     (seen), and nothing is read again. A record put in by hand meanwhile is."""
     save(history)
-    listed, caught = history.keeper.on_disk, []
+    listed = history.keeper.on_disk
 
     def on_disk(skipped):
         records = list(listed(skipped))
@@ -689,9 +695,7 @@ def test_a_turn_does_not_catch_up_for_a_save_made_while_it_listed(history, monke
         yield from listed(skipped) if seen else records
 
     monkeypatch.setattr(history.keeper, "on_disk", on_disk)
-    real = history.keeper.catch_up
-    monkeypatch.setattr(history.keeper, "catch_up",
-                        lambda index, **kw: caught.append(1) or real(index, **kw))
+    caught = count_catch_ups(history, monkeypatch)
     history.check_index()
     assert (caught, len(list(history.index.ids()))) == ([], 2)
     put_by_hand(history, "20251103_abc123")
@@ -711,10 +715,7 @@ def test_an_unreadable_record_is_read_once_not_at_every_turn(history, monkeypatc
     named = "20251103_x.json: invalid JSON (Expecting property name enclosed in double quotes: " \
             "line 1 column 2 (char 1))"
     assert history.health()["skippedFiles"] == [named]
-    caught = []
-    real = history.keeper.catch_up
-    monkeypatch.setattr(history.keeper, "catch_up",
-                        lambda index, **kw: caught.append(1) or real(index, **kw))
+    caught = count_catch_ups(history, monkeypatch)
     caplog.clear()
     written, set_meta = [], history.index.set_meta
     monkeypatch.setattr(history.index, "set_meta", lambda *a: written.append(a) or set_meta(*a))
