@@ -15,6 +15,7 @@ from .errors import human_size
 from .history import (IndexBusy, IndexUnavailable, NotFound, current_history, export, filters,
                       retention)
 from .history.filters import FilterError
+from .history.rebuild import skipped_text
 from .jobs import current_jobs, queue
 from .storage import archive, layout
 from .storage.atomic import atomic_file
@@ -173,9 +174,8 @@ def reindex_command():
     for name, why in sorted(result["skipped"].items()):
         click.echo(f"Skipped {name}: {why}", err=True)
     skipped = result["skipped"]
-    listed = "; ".join(f"{n}: {why}" for n, why in sorted(skipped.items())[:5])
     click.echo(f"Indexed {result['added']} operation(s); skipped: {len(skipped)}"
-               + (f" — {listed}" if skipped else ""))
+               + (f" — {skipped_text(skipped, 'named above')}" if skipped else ""))
 
 
 @history.command("cleanup")

@@ -81,6 +81,9 @@ def empty_index(index) -> None:
         pass
 
 
+TEXT_TO_IMAGE = {"operationType": "text_to_image"}  # what a record names first
+
+
 def png_bytes(size=(64, 48), colour=(200, 30, 30), fmt="PNG", pattern=False) -> bytes:
     """An image of one colour, or with ``pattern`` a colour over a gradient
     (video encoders merge identical frames, so moving over a flat colour

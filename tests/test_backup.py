@@ -107,6 +107,7 @@ def test_a_restart_sends_what_was_pending_or_made_while_backup_was_off(make_app,
     off = create_app({"TESTING": True, "STORAGE_DIR": str(storage), "HISTORY_CHECK_WAITS": True})
     made_off = generate(off.test_client(), prompt="made while backup was off")[1]
     old = off.extensions["history"].save({"operationId": "20200105_archivedop1",
+                                          "operationType": "text_to_image",
                                           "status": "succeeded"}, outputs=[png_bytes()])
     assert off.test_cli_runner().invoke(args=["history", "compress", "--older-than", "1d"]
                                         ).exit_code == 0

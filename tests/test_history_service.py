@@ -21,7 +21,7 @@ from generation_studio.history import recovery
 from generation_studio.history.filters import iso
 from generation_studio.storage import archive, layout
 
-from .conftest import png_bytes
+from .conftest import TEXT_TO_IMAGE, png_bytes
 
 
 def make_app(storage_dir, **settings):
@@ -72,6 +72,15 @@ def test_records_in_the_guides_id_shape_are_listed_searched_counted_and_exported
     assert sorted(r["operationId"] for r in rows) == sorted(ids)
     one = client.get("/api/history/20251104_my-own_id").get_json()["operation"]
     assert one["createdAt"] == "2025-11-04T10:00:00.000Z" and one["status"] == "succeeded"
+    size = len(png_bytes(fmt="JPEG"))  # a guide's record names its files, the folder sizes them
+    assert one["outputs"] == [{"file": "20251104_my-own_id_out.jpg", "contentType": "image/jpeg",
+                               "bytes": size}]
+    assert stats["storageBytes"] == 32 * size
+    page = client.get("/history/20251104_my-own_id")
+    assert page.status_code == 200 and "20251104_my-own_id_out.jpg</a>" in page.get_data(
+        as_text=True)
+    (storage_dir / "20251103_000001_out.jpg").unlink()  # its size cannot be known
+    assert client.get("/history/20251103_000001").status_code == 200
     assert client.get("/api/history/20251104_my-own_id/files/20251104_my-own_id_out.jpg"
                       ).data == png_bytes(fmt="JPEG")
     assert client.delete("/api/history/20251104_a_b").status_code == 200
@@ -109,6 +118,51 @@ def test_files_that_are_not_records_are_counted_and_named(storage_dir, tmp_path)
         in result.output
     assert "skipped: 5 — 20251103_abc123_in_9.png: a symbolic link" in client.get("/admin").get_data(
         as_text=True)
+
+
+def test_records_that_cannot_be_trusted_pipes_and_folders_are_named_never_a_500(storage_dir):
+    guide_record(storage_dir, "20251103_abc123", "a cat")
+    for op_id, fields in (("20251103_notype", {"hello": "world"}),
+                          ("20251103_inttype", {"operationType": 42}),
+                          ("20251103_badtime", {"operationType": "text_to_image",
+                                                "timestamp": "not a date"}),
+                          ("20251103_letters", {"operationType": "text_to_image",
+                                                "inputImages": "a.png"})):
+        (storage_dir / f"{op_id}.json").write_text(json.dumps(fields))
+    os.mkfifo(storage_dir / "20251103_pipe01.json")  # never opened: no writer would come
+    (storage_dir / "20251103_folder.json").mkdir()
+    (storage_dir / "20251103_upper.JSON").write_text("{}")
+    app = make_app(storage_dir)
+    client = app.test_client()
+    health = client.get("/api/health").get_json()["history"]
+    assert health["skippedFiles"] == [
+        "20251103_badtime.json: timestamp is not an ISO 8601 time ('not a date')",
+        "20251103_folder.json: not a regular file",
+        "20251103_inttype.json: operationType is not a name (42)",
+        "20251103_letters.json: inputImages is not a list ('a.png')",
+        "20251103_notype.json: no operationType",
+        "20251103_pipe01.json: not a regular file",
+        "20251103_upper.JSON: not named YYYYMMDD_<id>.json"]
+    listed = client.get("/api/history").get_json()
+    assert (listed["total"], [op["operationId"] for op in listed["operations"]]) == \
+        (1, ["20251103_abc123"])
+    stats = client.get("/api/history/stats?days=3660")
+    assert (stats.status_code, stats.get_json()["total"]) == (200, 1)
+    missing = client.get("/api/history/20251103_notype")
+    assert (missing.status_code, missing.get_json()["error"]) == (
+        404, "Operation '20251103_notype' is in the folder but cannot be read: no operationType")
+    assert client.get("/api/history/20251103_nothere").get_json()["error"] == \
+        "No operation '20251103_nothere'"
+    runner = app.test_cli_runner()
+    for command in (["history", "list"], ["history", "stats", "--days", "3660"]):
+        result = runner.invoke(args=command)
+        assert (result.exit_code, result.exception) == (0, None)
+    summary = runner.invoke(args=["history", "reindex"]).stdout.splitlines()[-1]
+    assert summary == ("Indexed 1 operation(s); skipped: 7 — 20251103_badtime.json: timestamp is "
+                       "not an ISO 8601 time ('not a date'); 20251103_folder.json: not a regular "
+                       "file; 20251103_inttype.json: operationType is not a name (42); "
+                       "20251103_letters.json: inputImages is not a list ('a.png'); "
+                       "20251103_notype.json: no operationType (and 2 more: named above)")
 
 
 SLOW_REINDEX = """
@@ -505,7 +559,7 @@ def test_steps_whose_workflow_is_missing_are_reattached(app):
 # Paths ------------------------------------------------------------------------------
 def test_symbolic_links_in_the_storage_folder_are_never_followed(app, client, storage_dir):
     history = app.extensions["history"]
-    op_id = history.save({"operationType": "text_to_image", "status": "succeeded"},
+    op_id = history.save({**TEXT_TO_IMAGE, "status": "succeeded"},
                          outputs=[png_bytes()])["operationId"]
     out = storage_dir / f"{op_id}_out.png"
     out.unlink()
@@ -547,9 +601,9 @@ def test_history_service_is_the_only_reader_of_the_index():
 
 def test_a_search_answered_from_the_folder_matches_words_as_the_index_does(app, client):
     history = app.extensions["history"]
-    cat = history.save({"operationType": "text_to_image", "status": "succeeded",
+    cat = history.save({**TEXT_TO_IMAGE, "status": "succeeded",
                         "prompt": "a cat on a mat"})["operationId"]
-    catalog = history.save({"operationType": "text_to_image", "status": "succeeded",
+    catalog = history.save({**TEXT_TO_IMAGE, "status": "succeeded",
                             "prompt": "a catalogue of boats"})["operationId"]
     with_index = {q: ids_in(client.get(f"/api/history?q={q}")) for q in ("at", "cat", "a+cat")}
     history.keeper.problem = "being rebuilt (test)"

@@ -21,7 +21,7 @@ from generation_studio.history import ArchiveDamaged, HistoryService, NotFound, 
 from generation_studio.history.filters import Filters, iso
 from generation_studio.storage import archive, layout
 
-from .conftest import empty_index, png_bytes
+from .conftest import TEXT_TO_IMAGE, empty_index, png_bytes
 
 
 @pytest.fixture
@@ -266,7 +266,7 @@ def test_compressing_a_day_again_adds_to_its_zip_and_keeps_what_it_had(history):
     history.compress(timedelta(days=7))
     size_before = zip_path.stat().st_size
     day = datetime.now(timezone.utc) - timedelta(days=10)
-    second = history.save({"operationId": history.new_id(day), "createdAt": iso(day),
+    second = history.save({**TEXT_TO_IMAGE, "operationId": history.new_id(day), "createdAt": iso(day),
                            "status": "succeeded"}, outputs=[png_bytes(fmt="JPEG")])
     report = history.compress(timedelta(days=7))
     with zipfile.ZipFile(zip_path) as z:
@@ -524,7 +524,7 @@ def test_saving_a_finished_file_moves_it_in_readable_by_others(history):
     temp = history.temp_file()
     temp.write_bytes(png_bytes(fmt="JPEG"))
     os.chmod(temp, 0o600)
-    record = history.save({"status": "succeeded"}, outputs=[temp])
+    record = history.save({**TEXT_TO_IMAGE, "status": "succeeded"}, outputs=[temp])
     out = history.root / record["resultFile"]
     assert out.name == f"{record['operationId']}_out.jpg"  # named by what it holds
     assert out.read_bytes() == png_bytes(fmt="JPEG") and not temp.exists()
@@ -1015,7 +1015,7 @@ def test_decompress_every_day_and_keep_a_loose_record_that_came_back(history):
 
 def test_a_record_never_serves_a_file_of_another_operation(history):
     other = save(history)
-    op = history.save({"status": "succeeded", "outputs": [{"file": other["resultFile"]}]})
+    op = history.save({**TEXT_TO_IMAGE, "status": "succeeded", "outputs": [{"file": other["resultFile"]}]})
     assert history.open_file(op["operationId"], other["resultFile"]) is None
     assert history.open_file("20261124_nothinghere", "20261124_nothinghere_out.png") is None
 
@@ -1663,7 +1663,8 @@ def test_a_catch_up_drops_the_rows_of_an_archive_gone_bad_and_counts_every_day(h
 # Records of any writer, and their index rows --------------------------------------------
 def test_a_guide_shaped_record_is_read_with_every_field_the_history_needs():
     from generation_studio.history import records
-    raw = {"id": "x", "operationId": "20990101_wrong", "timestamp": "2025-11-03T10:00:00.000Z",
+    raw = {"id": "x", "operationId": "20990101_wrong", "operationType": "img_to_img",
+           "timestamp": "2025-11-03T10:00:00.000Z",
            "provider": "replicate", "error": "boom", "resultFile": "20251103_abc123_out.jpg",
            "inputImages": ["20251103_abc123_in_0.png", {"file": "20251103_abc123_in_1.qqq"},
                            {"nofile": 1}, 7]}
@@ -1692,7 +1693,7 @@ def test_a_guide_shaped_record_is_read_with_every_field_the_history_needs():
 ])
 def test_a_records_time_and_status_are_found_or_derived(fields, created, status):
     from generation_studio.history import records
-    record = records.normalize("20251103_abc123", fields)
+    record = records.normalize("20251103_abc123", {"operationType": "text_to_image", **fields})
     assert (record["createdAt"], record["status"]) == (created, status)
     assert record["provider"] == {"name": None, "model": None}
     assert (record["inputImages"], record["outputs"]) == ([], [])
@@ -1701,14 +1702,15 @@ def test_a_records_time_and_status_are_found_or_derived(fields, created, status)
 
 def test_a_record_keeps_its_own_result_file_and_version():
     from generation_studio.history import records
-    raw = {"schemaVersion": 1, "provider": {"name": "local"},
+    raw = {"schemaVersion": 1, "operationType": "text_to_image", "provider": {"name": "local"},
            "outputs": [{"file": "a_out_0.png", "contentType": "image/x"}, {"file": "b.png"}],
            "resultFile": "b.png"}
     record = records.normalize("20251103_abc123", raw)
     assert record["resultFile"] == "b.png" and record["schemaVersion"] == 1
     assert record["outputs"] == [{"file": "a_out_0.png", "contentType": "image/x"},
                                  {"file": "b.png", "contentType": "image/png"}]
-    assert records.normalize("20251103_abc123", {"outputs": ["c.webp"]})["resultFile"] == "c.webp"
+    assert records.normalize("20251103_abc123", {"operationType": "text_to_image",
+                                                 "outputs": ["c.webp"]})["resultFile"] == "c.webp"
     assert records.is_final({"status": "canceled"}) is True
     assert records.is_final({"status": "running"}) is False
 
@@ -1725,6 +1727,56 @@ def test_a_file_that_is_not_a_record_is_refused_with_the_reason(data, reason):
     with pytest.raises(records.InvalidRecord) as caught:
         records.decode("20251103_abc123", data)
     assert str(caught.value).startswith(reason) and str(caught.value).endswith(")")
+
+
+@pytest.mark.parametrize("op_id, raw, reason", [
+    ("20251103_abc123", {"hello": "world"}, "no operationType"),
+    ("20251103_abc123", {"operationType": 42}, "operationType is not a name (42)"),
+    ("20251103_abc123", {"operationType": ""}, "operationType is not a name ('')"),
+    ("20251103_abc123", {"operationType": ["a"]}, "operationType is not a name (a list)"),
+    ("20251103_abc123", {"operationType": "x", "timestamp": "not a date"},
+     "timestamp is not an ISO 8601 time ('not a date')"),
+    ("20251103_abc123", {"operationType": "x", "createdAt": "2025-13-01T00:00:00Z"},
+     "createdAt is not an ISO 8601 time ('2025-13-01T00:00:00Z')"),
+    ("20251399_abc123", {"operationType": "x"}, "its name's date 20251399 is not a day"),
+    ("20251103_abc123", {"operationType": "x", "prompt": 7}, "prompt is not text (7)"),
+    ("20251103_abc123", {"operationType": "x", "inputImages": "a.png"},
+     "inputImages is not a list ('a.png')"),
+    ("20251103_abc123", {"operationType": "x", "outputs": {"file": "a.png"}},
+     "outputs is not a list (a dict)"),
+    ("20251103_abc123", {"operationType": "x", "parentId": "abc"},
+     "parentId is not an operation id ('abc')"),
+])
+def test_a_record_whose_fields_cannot_be_trusted_is_refused_with_the_reason(op_id, raw, reason):
+    from generation_studio.history import records
+    with pytest.raises(records.InvalidRecord) as caught:
+        records.decode(op_id, json.dumps(raw).encode())
+    assert str(caught.value) == reason
+
+
+def test_a_records_time_is_written_as_the_studio_writes_times():
+    from generation_studio.history import records
+
+    def created(value):
+        return records.normalize("20251103_abc123", {"operationType": "x",
+                                                     "timestamp": value})["createdAt"]
+    assert created("2025-11-03T14:30:00.000Z") == "2025-11-03T14:30:00.000Z"
+    assert created("2025-11-03T16:30:00+02:00") == "2025-11-03T14:30:00.000Z"
+    assert created("2025-11-03T14:30:00") == "2025-11-03T14:30:00.000Z"  # UTC when unsaid
+    assert created("2025-11-03") == "2025-11-03T00:00:00.000Z"
+
+
+def test_fields_only_shown_are_dropped_when_of_the_wrong_kind():
+    from generation_studio.history import records
+    record = records.normalize("20251103_abc123", {
+        "operationType": "img_to_img", "completedAt": 5, "resultFile": ["a"], "trashedAt": {},
+        "provider": {"name": ["x"], "model": 3, "version": "v"},
+        "inputImages": [{"file": "20251103_abc123_in_0.png", "bytes": "big", "width": -1,
+                         "height": 2, "frames": True}]})
+    assert [k for k in ("completedAt", "resultFile", "trashedAt") if k in record] == []
+    assert record["provider"] == {"name": None, "model": None, "version": "v"}
+    assert record["inputImages"] == [{"file": "20251103_abc123_in_0.png", "height": 2,
+                                      "contentType": "image/png"}]
 
 
 def test_an_index_row_has_every_column_of_the_record():
@@ -1863,9 +1915,10 @@ def test_lost_workflows_are_written_back_listing_their_steps_in_order(history):
                            "prompt": f"step {n}", "parentId": parent})["operationId"]
              for n in range(2)]
     recent_parent = history.new_id()
-    history.save({"status": "succeeded", "createdAt": iso(datetime.now(timezone.utc)),
+    history.save({**TEXT_TO_IMAGE, "status": "succeeded", "createdAt": iso(datetime.now(timezone.utc)),
                   "parentId": recent_parent})  # its workflow may still be saving
-    history.save({"status": "succeeded", "createdAt": iso(long_ago), "parentId": "not-an-id"})
+    history.save({**TEXT_TO_IMAGE, "status": "succeeded", "createdAt": iso(long_ago),
+                  "parentId": "not-an-id"})
     done = history.recover()
     assert done == {"tempFiles": 0, "orphanFiles": 0, "reattached": [parent]}
     record = history.get(parent)
@@ -1915,7 +1968,7 @@ def animated_webp() -> bytes:
 
 def test_a_save_describes_each_file_it_wrote(history):
     video = animated_webp()
-    record = history.save({"operationId": "20261124_described", "status": "succeeded"},
+    record = history.save({**TEXT_TO_IMAGE, "operationId": "20261124_described", "status": "succeeded"},
                           inputs=[(png_bytes((5, 4)), "me.png")], outputs=[video])
     assert record["operationId"] == "20261124_described" and record["schemaVersion"] == 1
     assert record["inputImages"] == [{
@@ -1932,7 +1985,7 @@ def test_a_save_describes_each_file_it_wrote(history):
 
 
 def test_a_record_is_written_as_readable_utf8(history):
-    record = history.save({"status": "succeeded", "prompt": "un château, été"}, outputs=[])
+    record = history.save({**TEXT_TO_IMAGE, "status": "succeeded", "prompt": "un château, été"}, outputs=[])
     text = (history.root / f"{record['operationId']}.json").read_text(encoding="utf-8")
     assert '"prompt": "un château, été"' in text and '\n  "status": "succeeded",\n' in text
     assert (record["outputs"], record["resultFile"]) == ([], None)
@@ -2076,7 +2129,8 @@ def test_a_scan_lists_files_records_temp_files_and_what_it_skips(history):
     assert listing.records == {op["operationId"]}
     assert listing.temp == [".x.json.pid1-ab.tmp"]
     assert listing.skipped == {"notes.json": "not named YYYYMMDD_<id>.json",
-                               "20261101_link.json": "a symbolic link: never followed"}
+                               "20261101_link.json": "a symbolic link: never followed",
+                               "20261101_dir_out.png": "not a regular file"}
     assert HistoryService(history.root / "absent", history.root / "i.sqlite3").folder.scan() \
         .files == {}
 
@@ -2213,7 +2267,8 @@ def test_a_search_of_three_words_or_a_quote_inside_a_word_uses_the_index(history
 
 def test_a_provider_that_is_not_a_name_is_read_as_none():
     from generation_studio.history import records
-    assert records.normalize("20251103_abc123", {"provider": 5})["provider"] == \
+    assert records.normalize("20251103_abc123", {"operationType": "text_to_image",
+                                                 "provider": 5})["provider"] == \
         {"name": None, "model": None}
 
 
@@ -2252,7 +2307,7 @@ def test_start_up_on_a_broken_index_names_the_problem(tmp_path, monkeypatch):
 def test_a_workflow_written_back_is_a_plain_file_a_person_can_read(history):
     long_ago = datetime.now(timezone.utc) - timedelta(seconds=recovery.DANGLING_SECONDS + 60)
     parent = history.new_id(long_ago)
-    steps = [history.save({"status": "succeeded", "parentId": parent,
+    steps = [history.save({**TEXT_TO_IMAGE, "status": "succeeded", "parentId": parent,
                            "createdAt": iso(long_ago + timedelta(seconds=n))})["operationId"]
              for n in range(3)]
     history.recover()
@@ -2266,9 +2321,9 @@ def test_a_workflow_written_back_is_a_plain_file_a_person_can_read(history):
 
 def test_a_workflow_whose_record_is_there_but_not_indexed_is_left_alone(history):
     long_ago = datetime.now(timezone.utc) - timedelta(seconds=recovery.DANGLING_SECONDS + 60)
-    parent = history.save({"operationId": history.new_id(long_ago), "status": "succeeded",
+    parent = history.save({**TEXT_TO_IMAGE, "operationId": history.new_id(long_ago), "status": "succeeded",
                            "createdAt": iso(long_ago)})
-    history.save({"status": "succeeded", "parentId": parent["operationId"],
+    history.save({**TEXT_TO_IMAGE, "status": "succeeded", "parentId": parent["operationId"],
                   "createdAt": iso(long_ago)})
     history.index.remove([parent["operationId"]])
     assert history.recover()["reattached"] == []

@@ -16,6 +16,7 @@ from generation_studio.storage import folder as folder_module
 from generation_studio.storage import layout
 from generation_studio.storage.folder import OperationExists
 
+from .conftest import TEXT_TO_IMAGE as OP
 from .conftest import png_bytes, stored_names
 
 
@@ -68,7 +69,7 @@ def test_each_file_s_entry_describes_its_bytes_on_disk_small_or_large(store):
     import hashlib
     files = [noise_png((200, 150)), png_bytes((5, 4)), noise_png((200, 120)), png_bytes((7, 3))]
     assert [len(f) >= 64 * 1024 for f in files] == [True, False, True, False]
-    record = store.save({}, inputs=[(f, None) for f in files[:2]], outputs=files[2:])
+    record = store.save(OP, inputs=[(f, None) for f in files[:2]], outputs=files[2:])
     entries = record["inputImages"] + record["outputs"]
     on_disk = [(store.root / e["file"]).read_bytes() for e in entries]
     assert on_disk == files
@@ -80,11 +81,11 @@ def test_each_file_s_entry_describes_its_bytes_on_disk_small_or_large(store):
 def test_a_forked_process_saves_large_files_too(store):
     """gunicorn and the index's readers fork: the helper thread of the parent
     is not in the child, which must make its own and not wait forever."""
-    store.save({}, outputs=[noise_png((200, 150))])  # the parent's helper thread exists
+    store.save(OP, outputs=[noise_png((200, 150))])  # the parent's helper thread exists
     child = os.fork()
     if child == 0:  # pragma: no cover - the child process
         try:
-            store.save({"prompt": "from the child"}, outputs=[noise_png((200, 150))])
+            store.save({**OP, "prompt": "from the child"}, outputs=[noise_png((200, 150))])
         finally:
             os._exit(0)
     for _ in range(200):
@@ -103,22 +104,22 @@ def test_a_forked_process_saves_large_files_too(store):
 def test_a_save_while_the_interpreter_exits_still_describes_large_files(store, monkeypatch):
     """At exit no thread takes new work (a worker may still be saving then)."""
     import concurrent.futures.thread
-    store.save({}, outputs=[noise_png((200, 150))])  # the helper threads exist
+    store.save(OP, outputs=[noise_png((200, 150))])  # the helper threads exist
     monkeypatch.setattr(concurrent.futures.thread, "_shutdown", True)
     data = noise_png((200, 150))
-    record = store.save({}, outputs=[data])
+    record = store.save(OP, outputs=[data])
     assert (store.root / record["resultFile"]).read_bytes() == data
     assert (record["outputs"][0]["width"], record["outputs"][0]["bytes"]) == (200, len(data))
 
 
 def test_several_outputs_are_numbered(store):
-    record = store.save({}, outputs=[png_bytes(), png_bytes(fmt="JPEG")])
+    record = store.save(OP, outputs=[png_bytes(), png_bytes(fmt="JPEG")])
     op_id = record["operationId"]
     assert [o["file"] for o in record["outputs"]] == [f"{op_id}_out_0.png", f"{op_id}_out_1.jpg"]
 
 
 def test_files_are_readable_by_others(store):
-    record = store.save({}, outputs=[png_bytes()])
+    record = store.save(OP, outputs=[png_bytes()])
     for path in (store.root / n for n in stored_names(store.root)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert record["resultFile"]
@@ -134,7 +135,7 @@ def test_a_failed_write_leaves_no_json_and_no_files(store, monkeypatch):
 
     monkeypatch.setattr(os, "replace", fail_on_json)
     with pytest.raises(OSError, match="disk full"):
-        store.save({}, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])
+        store.save(OP, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])
     assert every_file(store.root) == []
 
 
@@ -144,14 +145,14 @@ def test_a_write_that_dies_midway_leaves_no_half_file(store, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError):
-        store.save({}, outputs=[png_bytes()])
+        store.save(OP, outputs=[png_bytes()])
     assert every_file(store.root) == []
 
 
 def test_a_save_whose_folder_fsync_fails_leaves_no_files_and_no_index_row(store, monkeypatch):
     """The index row is written while the folder's fsync runs: when that
     fsync fails, the operation's files go, and its row too."""
-    kept = store.save({"prompt": "kept"}, outputs=[png_bytes()])["operationId"]
+    kept = store.save({**OP, "prompt": "kept"}, outputs=[png_bytes()])["operationId"]
     names_before = every_file(store.root)
 
     def broken_fsync_dir(folder):
@@ -159,7 +160,7 @@ def test_a_save_whose_folder_fsync_fails_leaves_no_files_and_no_index_row(store,
 
     monkeypatch.setattr(folder_module, "fsync_dir", broken_fsync_dir)
     with pytest.raises(OSError, match="Input/output error"):
-        store.save({"prompt": "lost"}, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])
+        store.save({**OP, "prompt": "lost"}, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])
     assert every_file(store.root) == names_before
     assert store.count(Filters()) == 1
     assert [r["operationId"] for r in store.page(Filters(), 10).operations] == [kept]
@@ -179,11 +180,11 @@ def fails_fsync_of(monkeypatch, part: str) -> None:
 
 
 def test_a_save_whose_result_cannot_be_fsynced_leaves_nothing(store, monkeypatch):
-    kept = store.save({"prompt": "kept"}, outputs=[png_bytes()])["operationId"]
+    kept = store.save({**OP, "prompt": "kept"}, outputs=[png_bytes()])["operationId"]
     names_before = every_file(store.root)
     fails_fsync_of(monkeypatch, "_out.png")
     with pytest.raises(OSError, match="Input/output error"):
-        store.save({"prompt": "lost"}, inputs=[(png_bytes(), "a.png")],
+        store.save({**OP, "prompt": "lost"}, inputs=[(png_bytes(), "a.png")],
                    outputs=[png_bytes()])  # fsynced on a helper thread
     assert every_file(store.root) == names_before
     assert [r["operationId"] for r in store.page(Filters(), 10).operations] == [kept]
@@ -191,7 +192,7 @@ def test_a_save_whose_result_cannot_be_fsynced_leaves_nothing(store, monkeypatch
 
 def test_an_update_whose_new_result_cannot_be_fsynced_keeps_the_record_as_it_was(
         store, monkeypatch):
-    op = store.save({"status": "running"}, inputs=[(png_bytes(), "a.png")])
+    op = store.save({**OP, "status": "running"}, inputs=[(png_bytes(), "a.png")])
     names_before = every_file(store.root)
     fails_fsync_of(monkeypatch, "_out.png")
     with pytest.raises(OSError, match="Input/output error"):
@@ -203,7 +204,7 @@ def test_an_update_whose_new_result_cannot_be_fsynced_keeps_the_record_as_it_was
 
 
 def test_an_update_whose_record_cannot_be_replaced_removes_its_new_result(store, monkeypatch):
-    op = store.save({"status": "running"})
+    op = store.save({**OP, "status": "running"})
     names_before, real_replace = every_file(store.root), os.replace
 
     def replace(src, dst):
@@ -221,7 +222,7 @@ def test_an_update_whose_record_cannot_be_replaced_removes_its_new_result(store,
 def test_an_update_whose_folder_fsync_fails_keeps_the_new_record_with_its_result(
         store, monkeypatch):
     """The record is replaced already: its new result stays with it."""
-    op_id = store.save({"status": "running"})["operationId"]
+    op_id = store.save({**OP, "status": "running"})["operationId"]
 
     def broken_fsync_dir(folder):
         raise OSError(5, "Input/output error")
@@ -237,7 +238,7 @@ def test_an_update_whose_folder_fsync_fails_keeps_the_new_record_with_its_result
 
 def test_a_durable_update_fsyncs_the_folder_and_a_lease_does_not(store, monkeypatch):
     """A lease may be lost in a power cut (the job is queued again); an outcome may not."""
-    op_id = store.save({"status": "queued"})["operationId"]
+    op_id = store.save({**OP, "status": "queued"})["operationId"]
     synced = []
     monkeypatch.setattr(folder_module, "fsync_dir", synced.append)
     store.update(op_id, lambda r: {"status": "running"}, durable=False)
@@ -256,18 +257,18 @@ def test_the_index_row_comes_after_the_record_and_its_files(store, monkeypatch):
         real_add(records_)
 
     monkeypatch.setattr(store.keeper, "add", add)
-    op_id = store.save({}, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])["operationId"]
+    op_id = store.save(OP, inputs=[(png_bytes(), "a.png")], outputs=[png_bytes()])["operationId"]
     assert seen == [f"{op_id}.json", f"{op_id}_in_0.png", f"{op_id}_out.png"]
 
 
 def test_ids_never_collide_with_an_existing_operation(store, monkeypatch):
     ids = iter(["20261124_aaaaaaaaaaaa", "20261124_aaaaaaaaaaaa", "20261124_bbbbbbbbbbbb"])
     monkeypatch.setattr(layout, "new_id", lambda when=None: next(ids))
-    first = store.save({})["operationId"]
-    second = store.save({})["operationId"]
+    first = store.save(OP)["operationId"]
+    second = store.save(OP)["operationId"]
     assert (first, second) == ("20261124_aaaaaaaaaaaa", "20261124_bbbbbbbbbbbb")
     with pytest.raises(OperationExists, match=f"^{first}$"):
-        store.save({"operationId": first})
+        store.save({**OP, "operationId": first})
     assert json.loads((store.root / f"{first}.json").read_text())["operationId"] == first
 
 
@@ -285,8 +286,8 @@ def test_temp_files_of_dead_writers_go_at_once_others_after_the_grace(store):
 
 
 def test_open_file_only_serves_the_operations_own_files(store):
-    a = store.save({}, outputs=[png_bytes()])
-    b = store.save({}, outputs=[png_bytes()])
+    a = store.save(OP, outputs=[png_bytes()])
+    b = store.save(OP, outputs=[png_bytes()])
     path, entry = store.open_file(a["operationId"], a["resultFile"])
     assert path.read_bytes() == png_bytes() and entry["contentType"] == "image/png"
     assert store.open_file(a["operationId"], b["resultFile"]) is None
@@ -295,8 +296,8 @@ def test_open_file_only_serves_the_operations_own_files(store):
 
 
 def test_a_corrupt_record_is_skipped_not_fatal(store, caplog):
-    good = store.save({})["operationId"]
-    bad = store.save({})["operationId"]
+    good = store.save(OP)["operationId"]
+    bad = store.save(OP)["operationId"]
     (store.root / f"{bad}.json").write_text('{"operationId": "trunc')
     assert set(store.get_many([good, bad])) == {good}
     assert f"Skipped {bad}.json" in caplog.text
@@ -310,7 +311,7 @@ def test_recorded_sizes_are_the_images_own(store, fmt, options):
     from PIL import Image
     buffer = io.BytesIO()
     Image.new("RGB", (1234, 567), (9, 90, 200)).save(buffer, fmt, **options)
-    [entry] = store.save({}, outputs=[buffer.getvalue()])["outputs"]
+    [entry] = store.save(OP, outputs=[buffer.getvalue()])["outputs"]
     assert (entry["width"], entry["height"]) == (1234, 567)
 
 

@@ -221,10 +221,10 @@ class IndexKeeper:
 
     def _log_skipped(self) -> None:
         if self.skipped:
-            shown = "; ".join(f"{n}: {why}" for n, why in sorted(self.skipped.items())[:5])
-            more = f" (and {len(self.skipped) - 5} more)" if len(self.skipped) > 5 else ""
             self.service.log.warning("History: skipped %d file(s) that are not readable "
-                                     "records — %s%s", len(self.skipped), shown, more)
+                                     "records — %s", len(self.skipped),
+                                     skipped_text(self.skipped, "`flask history reindex` "
+                                                                "names them all"))
 
     # Catching up and rebuilding ---------------------------------------------------
     def catch_up(self, index, rebuild=False, progress=None) -> dict:
@@ -550,6 +550,13 @@ def _place(op_id: str, where: str) -> str:
     """How ``skipped`` names a record: its file, or its place in a day's archive."""
     return f"{layout.ARCHIVES}/{where}.zip:{layout.record_name(op_id)}" if where else \
         layout.record_name(op_id)
+
+
+def skipped_text(skipped: dict, more: str) -> str:
+    """The first five files not read as records, with why; ``more`` says
+    where to find the others, when there are."""
+    shown = "; ".join(f"{n}: {why}" for n, why in sorted(skipped.items())[:5])
+    return shown + (f" (and {len(skipped) - 5} more: {more})" if len(skipped) > 5 else "")
 
 
 def _summary(skipped: dict) -> dict:

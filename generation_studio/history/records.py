@@ -4,19 +4,23 @@ The studio writes ``schemaVersion`` 1. Records in the integration guide's
 shape (no version, ``timestamp`` instead of ``createdAt``, input images as
 plain file names) and records of a newer studio are read too: the fields
 the history needs are taken where they are, the rest is kept as it is. A
-file that is not a JSON object is refused with the reason, which the
-history reports (``skipped``) instead of hiding it.
+file that is not a JSON object, or whose fields cannot be trusted (no
+operation type, a time that is not one), is refused with the reason, which
+the history reports (``skipped``) instead of hiding it.
 """
 
 import json
 import mimetypes
+from datetime import datetime, timezone
 
 from ..storage import layout
+from .filters import iso
 
 SCHEMA_VERSION = 1
 FINAL_STATUSES = ("succeeded", "failed", "canceled")
 UNFINISHED = ("queued", "running")
 _TIME_FIELDS = ("createdAt", "timestamp", "created_at", "date")
+_NUMBERS = ("bytes", "width", "height", "frames")
 
 
 class InvalidRecord(ValueError):
@@ -35,20 +39,33 @@ def decode(op_id: str, data: bytes) -> dict:
 
 
 def normalize(op_id: str, raw: dict) -> dict:
-    """``raw`` with the fields the history relies on, whatever wrote it."""
+    """``raw`` with the fields the history relies on, whatever wrote it.
+    ``InvalidRecord`` when it cannot be trusted: no operation type, a time
+    that is not one, a name whose date is not a day, a prompt or a list of
+    files of the wrong kind. Fields the history only shows are dropped when
+    they are of the wrong kind (a size that is not a number, say)."""
     record = {"operationId": op_id, **raw}
     record["operationId"] = op_id  # the file's name is the truth
-    if not isinstance(record.get("createdAt"), str):
-        found = next((raw[k] for k in _TIME_FIELDS if isinstance(raw.get(k), str)), None)
-        day = layout.day_of(op_id)
-        record["createdAt"] = found or f"{day[:4]}-{day[4:6]}-{day[6:]}T00:00:00.000Z"
+    _require(isinstance(raw.get("operationType"), str) and raw["operationType"],
+             "operationType", raw.get("operationType"), "a name")
+    _require(raw.get("prompt") is None or isinstance(raw["prompt"], str),
+             "prompt", raw.get("prompt"), "text")
+    _require(raw.get("parentId") is None or layout.is_id(raw["parentId"]),
+             "parentId", raw.get("parentId"), "an operation id")
+    record["createdAt"] = _created(op_id, raw)
     if record.get("status") not in (*FINAL_STATUSES, *UNFINISHED):
         record["status"] = "failed" if raw.get("error") else "succeeded"
     if not isinstance(record.get("provider"), dict):
-        name = record.get("provider")
-        record["provider"] = {"name": name if isinstance(name, str) else None, "model": None}
+        record["provider"] = {"name": record.get("provider"), "model": None}
+    record["provider"] = {**record["provider"], **{k: _text(record["provider"].get(k))
+                                                   for k in ("name", "model")}}
+    for key in ("completedAt", "resultFile", "trashedAt"):
+        if key in record and not isinstance(record[key], str):
+            del record[key]
     for key in ("inputImages", "outputs"):
-        record[key] = [_file_entry(e) for e in record.get(key) or [] if _file_entry(e)]
+        files = record.get(key) or []
+        _require(isinstance(files, list), key, files, "a list")
+        record[key] = [e for e in map(_file_entry, files) if e]
     if not record["outputs"] and isinstance(record.get("resultFile"), str):
         record["outputs"] = [_file_entry(record["resultFile"])]
     if record["outputs"] and not record.get("resultFile"):
@@ -57,16 +74,53 @@ def normalize(op_id: str, raw: dict) -> dict:
     return record
 
 
+def _require(ok, field: str, value, kind: str) -> None:
+    if not ok:
+        shown = repr(value) if isinstance(value, (str, int, float)) else f"a {type(value).__name__}"
+        raise InvalidRecord(f"{field} is not {kind} ({shown[:60]})"
+                            if value is not None else f"no {field}")
+
+
+def _created(op_id: str, raw: dict) -> str:
+    """When the operation was created, as the studio writes times (UTC,
+    milliseconds, ``Z``): the record's own time, else its name's day."""
+    field = next((k for k in _TIME_FIELDS if isinstance(raw.get(k), str)), None)
+    try:
+        if field:
+            moment = datetime.fromisoformat(raw[field])
+            if len(raw[field]) == 24 and raw[field][-1] == "Z":  # already so
+                return raw[field]
+            return iso(moment.replace(tzinfo=moment.tzinfo or timezone.utc))
+        day = layout.day_of(op_id)
+        return iso(datetime(int(day[:4]), int(day[4:6]), int(day[6:]), tzinfo=timezone.utc))
+    except (ValueError, OverflowError):
+        if field:
+            raise InvalidRecord(f"{field} is not an ISO 8601 time ({raw[field][:60]!r})") from None
+        raise InvalidRecord(f"its name's date {layout.day_of(op_id)} is not a day") from None
+
+
+def _text(value):
+    return value if isinstance(value, str) else None
+
+
 def _file_entry(entry):
-    """A file entry as ``{"file", "contentType", ...}``; a bare name becomes one."""
+    """A file entry as ``{"file", "contentType", ...}``; a bare name becomes
+    one. Sizes and dimensions that are not whole numbers are left out."""
     if isinstance(entry, str):
         entry = {"file": entry}
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
         return None
-    if not isinstance(entry.get("contentType"), str):
-        entry = {**entry, "contentType": mimetypes.guess_type(entry["file"])[0]
-                 or "application/octet-stream"}
+    wrong = [k for k in _NUMBERS if k in entry and not _whole(entry[k])]
+    if wrong or not isinstance(entry.get("contentType"), str):
+        entry = {k: v for k, v in entry.items() if k not in wrong}
+        if not isinstance(entry.get("contentType"), str):
+            entry["contentType"] = (mimetypes.guess_type(entry["file"])[0]
+                                    or "application/octet-stream")
     return entry
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def is_final(record: dict) -> bool:

@@ -10,6 +10,7 @@ statistics) and rebuilds the index in the background, in its place or, when
 that place cannot be written, in the system's temp folder.
 """
 
+import errno
 import json
 import logging
 from dataclasses import dataclass
@@ -184,7 +185,7 @@ class HistoryService:
             elif data is None:
                 archived.append(name)
             else:
-                self._decode_into(found, op_id, data)
+                self._decode_into(found, op_id, data, loose=True)
         damaged = {}
         for name, data in archive.read(self.root, archived, damaged).items():
             self._decode_into(found, layout.record_id(name), data)
@@ -192,17 +193,47 @@ class HistoryService:
             self.log.warning("Skipped %s: %s", name, why)
         return found
 
-    def _decode_into(self, found: dict, op_id: str, data: bytes) -> None:
+    def _decode_into(self, found: dict, op_id: str, data: bytes, loose=False) -> None:
         try:
             found[op_id] = records.decode(op_id, data)
         except records.InvalidRecord as e:
             self.log.warning("Skipped %s.json: %s", op_id, e)
+        else:
+            if loose:
+                self._measure(found[op_id])
+
+    def _measure(self, record: dict) -> dict:
+        """``record`` with the sizes its loose files' entries do not give (the
+        guide's records name their files only), read off the folder."""
+        for entry in record["inputImages"] + record["outputs"]:
+            if "bytes" not in entry and layout.belongs_to(entry["file"], record["operationId"]):
+                size = self.folder.size(entry["file"])
+                if size is not None:
+                    entry["bytes"] = size
+        return record
 
     def require(self, op_id: str) -> dict:
         record = self.get(op_id)
         if record is None:
-            raise NotFound(f"No operation {op_id!r}")
+            why = self._unreadable(op_id)
+            raise NotFound(f"Operation {op_id!r} is in the folder but cannot be read: {why}"
+                           if why else f"No operation {op_id!r}")
         return record
+
+    def _unreadable(self, op_id: str) -> str | None:
+        """Why the loose record of ``op_id`` cannot be read, if it is there."""
+        if not layout.is_id(op_id):
+            return None
+        try:
+            data = self.folder.read(layout.record_name(op_id))
+            if data is not None:
+                records.decode(op_id, data)
+        except records.InvalidRecord as e:
+            return str(e)
+        except OSError as e:
+            return "a symbolic link: never followed" if e.errno == errno.ELOOP else \
+                e.strerror or str(e)
+        return None
 
     def open_file(self, op_id: str, name: str):
         """``(path or bytes, entry)`` of ``name`` if it is one of ``op_id``'s
@@ -324,7 +355,8 @@ class HistoryService:
                         raise error
                     if data is None:
                         raise FileNotFoundError(2, f"{op_id}.json is gone")
-                    yield op_id, records.decode(op_id, data), None
+                    record = records.decode(op_id, data)
+                    yield op_id, record if where[op_id] else self._measure(record), None
                 except (OSError, ValueError) as e:
                     yield op_id, None, e
 

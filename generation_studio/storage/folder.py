@@ -44,6 +44,7 @@ _NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
 # A link is refused, and a pipe named like a record is opened without waiting
 # for a writer (then refused as not a regular file).
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+_JSON = (layout.RECORD_SUFFIX, ".JSON")  # names that look like records, to say why they are not
 
 
 def _describe_while_written(data: bytes):
@@ -253,6 +254,14 @@ class OperationFolder:
         """The path of ``name`` if it is a regular file here (not a link)."""
         return self.path(name) if self.is_regular(name) else None
 
+    def size(self, name: str) -> int | None:
+        """The size of ``name`` if it is a regular file here (not a link)."""
+        try:
+            found = os.lstat(os.path.join(self._root, name))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return found.st_size if stat.S_ISREG(found.st_mode) else None
+
     def is_regular(self, name: str) -> bool:
         """Whether ``name`` is a regular file here (not a link). A plain string
         path: the recovery asks it of each of millions of files, and a
@@ -289,8 +298,7 @@ class OperationFolder:
         with entries:
             for entry in entries:
                 name = entry.name
-                if records_only and not name.endswith(layout.RECORD_SUFFIX) \
-                        and not entry.is_symlink():
+                if records_only and not name.endswith(_JSON) and not entry.is_symlink():
                     continue
                 if name.startswith("."):
                     if name.endswith(TMP_SUFFIX):
@@ -300,10 +308,12 @@ class OperationFolder:
                 if entry.is_symlink():
                     yield "skipped", name, "a symbolic link: never followed"
                 elif op_id is None:
-                    if name.endswith(layout.RECORD_SUFFIX):
+                    if name.endswith(_JSON):
                         yield "skipped", name, "not named YYYYMMDD_<id>.json"
                 elif entry.is_file(follow_symlinks=False):
                     yield "record" if name == layout.record_name(op_id) else "file", name, op_id
+                else:  # a folder or a pipe named as ours: never opened
+                    yield "skipped", name, "not a regular file"
 
 
 def _read_regular(fd: int, name: str) -> bytes:
