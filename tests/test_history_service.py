@@ -76,6 +76,9 @@ def test_records_in_the_guides_id_shape_are_listed_searched_counted_and_exported
     assert one["outputs"] == [{"file": "20251104_my-own_id_out.jpg", "contentType": "image/jpeg",
                                "bytes": size}]
     assert stats["storageBytes"] == 32 * size
+    assert client.post("/api/history/20251104_my-own_id/star",
+                       json={"starred": True}).status_code == 200
+    assert client.get("/api/history/stats?days=3660").get_json()["storageBytes"] == 32 * size
     page = client.get("/history/20251104_my-own_id")
     assert page.status_code == 200 and "20251104_my-own_id_out.jpg</a>" in page.get_data(
         as_text=True)

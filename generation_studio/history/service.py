@@ -142,7 +142,7 @@ class HistoryService:
             record.update(changes)
 
             def index(record):  # while the folder's fsync runs
-                self.keeper.add([records.normalize(op_id, record)])
+                self.keeper.add([self._measure(records.normalize(op_id, record))])
 
             self.folder.rewrite(op_id, record, outputs, durable, meanwhile=index)
         events.operation_saved.send(self, record=record)
