@@ -938,6 +938,27 @@ def test_the_periodic_recovery_is_run_by_one_process_of_those_sharing_the_folder
     assert (started, caplog.messages) == ([0, 1, 2, 0], [])
 
 
+def test_a_clean_up_while_the_index_is_rebuilt_waits_without_a_traceback(storage_dir, caplog,
+                                                                          monkeypatch):
+    import logging
+    from generation_studio import create_app
+    from generation_studio.history import IndexUnavailable, maintenance
+    app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir),
+                      "HISTORY_CHECK_WAITS": True, "TRASH_DAYS": 30})
+
+    def empty_trash(age):
+        raise IndexUnavailable("This needs the history's index, which is being rebuilt")
+
+    monkeypatch.setattr(app.extensions["history"], "empty_trash", empty_trash)
+    with caplog.at_level(logging.INFO):
+        assert app.test_client().get("/api/health").status_code == 200
+        app.extensions["retention_thread"].join(10)
+    said = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records
+            if "retention" in r.getMessage()]
+    assert said == [("INFO", "The background retention waits for the index: This needs the "
+                             "history's index, which is being rebuilt", None)]
+
+
 @pytest.mark.parametrize("name", ["recovery", "retention"])
 def test_a_turn_still_at_work_is_not_started_again(storage_dir, monkeypatch, name):
     """At 1,000,000 operations a recovery turn or a clean-up can outlast its

@@ -15,6 +15,8 @@ from datetime import timedelta
 
 from flask import current_app
 
+from .service import IndexUnavailable
+
 CLEANUP_INTERVAL_SECONDS = 3600
 
 
@@ -95,6 +97,8 @@ def _start(app, name, work):
         with app.app_context():
             try:
                 work(app.extensions["history"])
+            except IndexUnavailable as e:  # being rebuilt: the next turn does it
+                app.logger.info("The background %s waits for the index: %s", name, e)
             except Exception:
                 app.logger.exception("The background %s failed; it will run again later", name)
 
