@@ -162,7 +162,7 @@ def export_command(output, types, **values):
 @history.command("reindex")
 def reindex_command():
     """Rebuild the index from the JSON records (the truth), repairing a broken one."""
-    service = _history()
+    service = current_history()  # its start-up check is followed, not waited for (see rebuild_now)
     with _progress("Reindexing", length=0) as bar:
         def advance(steps: int) -> None:
             bar.length = service.keeper.progress[1]  # known once the folder is listed

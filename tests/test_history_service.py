@@ -271,6 +271,31 @@ def test_reindex_of_an_index_of_another_version_rebuilds_it_once_in_its_place(
     assert ours.count("History index rebuilt: 3000 operation(s)") == 1
 
 
+def test_reindex_with_no_index_reads_each_record_once(storage_dir, monkeypatch):
+    """With no index, the CLI's start-up check fills one from every record:
+    ``reindex`` takes that fill up instead of reading them all a second time."""
+    from generation_studio.history import rebuild
+    reads, read = rebuild.rows_of, []
+
+    def slow_reads(*args):  # as on a large folder: the fill is still running
+        for found in reads(*args):
+            time.sleep(0.001)
+            read.append(found[0])
+            yield found
+
+    monkeypatch.setattr(rebuild, "rows_of", slow_reads)
+    for n in range(2000):
+        guide_record(storage_dir, f"20251103_{n:06x}", "a lighthouse")
+    (storage_dir / "20251103_broken.json").write_text("{")
+    app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir)})  # as the CLI starts
+    result = app.test_cli_runner().invoke(args=["history", "reindex"])
+    assert (result.exit_code, result.stdout.splitlines()[-1]) == (
+        0, "Indexed 2000 operation(s); skipped: 1 — 20251103_broken.json: invalid JSON (Expecting "
+           "property name enclosed in double quotes: line 1 column 2 (char 1))")
+    assert len(read) == 2001  # each record read once
+    assert app.test_client().get("/api/history?q=lighthouse").get_json()["total"] == 2000
+
+
 def test_a_record_from_a_newer_studio_is_read_with_its_extra_fields(storage_dir):
     storage_dir.mkdir(parents=True)
     record = {"operationId": "20261120_zzzzzzzzzzzz", "schemaVersion": 7,

@@ -56,7 +56,7 @@ class IndexKeeper:
         self._pending = []  # ("add", records) / ("remove", ids) while rebuilding
         self._thread = None  # the background rebuild
         self._rebuilding = threading.Lock()  # one rebuild at a time
-        self._rebuilt = None  # what the last background rebuild made
+        self._rebuilt = None  # what the last background rebuild (or fill of an empty index) made
 
     # What the service calls -------------------------------------------------------
     def query(self, use, fallback):
@@ -169,6 +169,8 @@ class IndexKeeper:
             found = ids_fingerprint(self._readable(skipped, self.skipped if again else {}))
             if found != indexed and not (again and found == ids_fingerprint(self.index.ids())):
                 summary = self.catch_up(self.index)
+                if indexed == (0, 0):  # every record read, as a rebuild reads them
+                    self._rebuilt = summary
                 self.service.log.info("History index caught up: %d added, %d removed (%s)",
                                       summary["added"], summary["removed"], self.index.path)
             else:
@@ -375,13 +377,16 @@ class IndexKeeper:
         """``flask history reindex``: rebuild in place (repairing a broken file).
 
         A rebuild already running in the background (the start-up check found
-        the index broken) is this one: it is followed to its end, not run a
-        second time over the same file."""
-        running, earlier = self._thread, self._rebuilt
-        if running is not None and running.is_alive():
-            self._follow(running, progress)
-            if self.problem is None and self._rebuilt is not earlier:  # it made this one
-                return self._rebuilt
+        the index broken), or a start-up check filling an empty index (none
+        was there), is this one: it is followed to its end, not run a second
+        time over the same records."""
+        for busy in (lambda: not self.ready.is_set(),  # the check, which may start a rebuild
+                     lambda: self._thread is not None and self._thread.is_alive()):
+            earlier = self._rebuilt
+            if busy():
+                self._follow(busy, progress)
+                if self.problem is None and self._rebuilt is not earlier:  # it made this one
+                    return self._rebuilt
         with self._rebuilding:
             try:
                 return self.catch_up(self.index, rebuild=True, progress=progress)
@@ -393,11 +398,11 @@ class IndexKeeper:
                 self._swap_in(index)
                 return summary
 
-    def _follow(self, thread: threading.Thread, progress) -> None:
-        """Wait for ``thread``'s rebuild, passing its progress on to ``progress``."""
+    def _follow(self, busy, progress) -> None:
+        """Wait while ``busy()`` (a rebuild, or a fill), passing its progress on to ``progress``."""
         told = 0
-        while thread.is_alive():
-            thread.join(0.2)
+        while busy():
+            time.sleep(0.2)
             done = self.progress[0]
             if progress and done > told:
                 progress(done - told)
