@@ -942,7 +942,7 @@ def test_a_clean_up_while_the_index_is_rebuilt_waits_without_a_traceback(storage
                                                                           monkeypatch):
     import logging
     from generation_studio import create_app
-    from generation_studio.history import IndexUnavailable, maintenance
+    from generation_studio.history import IndexUnavailable
     app = create_app({"TESTING": True, "STORAGE_DIR": str(storage_dir),
                       "HISTORY_CHECK_WAITS": True, "TRASH_DAYS": 30})
 
