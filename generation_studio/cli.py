@@ -121,7 +121,7 @@ def show_command(op_id):
 
 
 @history.command("stats")
-@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3660))
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, filters.MAX_DAYS))
 @filter_options
 @click.option("--json", "as_json", is_flag=True)
 def stats_command(days, types, as_json, **values):
@@ -134,14 +134,18 @@ def stats_command(days, types, as_json, **values):
     rate = "-" if body["successRate"] is None else f"{body['successRate']:.1%}"
     click.echo(f"{body['total']} operation(s): {body['succeeded']} succeeded, "
                f"{body['failed']} failed ({rate} success); {human_size(body['storageBytes'])}")
-    click.echo(f"{'TYPE':28}{'COUNT':>7}{'FAILED':>8}{'MEDIAN MS':>11}{'P95 MS':>9}{'STORAGE':>12}")
+    click.echo(f"{'TYPE':28}{'COUNT':>7}{'FAILED':>8}{'MEDIAN MS':>11}{'P95 MS':>9}{'STORAGE':>15}")
     for name, entry in sorted(body["byType"].items(), key=lambda kv: -kv[1].get("count", 0)):
         durations = entry.get("durationMs") or {}
+        median, p95 = (_ms(durations.get(k)) for k in ("median", "p95"))
         click.echo(f"{name:28}{entry.get('count', 0):>7}{entry.get('failed', 0):>8}"
-                   f"{durations.get('median') or 0:>11.0f}{durations.get('p95') or 0:>9.0f}"
-                   f"{human_size(entry.get('bytes', 0)):>12}")
+                   f"{median:>11}{p95:>9}{human_size(entry.get('bytes', 0)):>15}")
     click.echo(f"Per day, last {days} days: " +
                (", ".join(f"{d} {n}" for d, n in body["perDay"].items()) or "none"))
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.0f}"  # unknown: no duration recorded
 
 
 @history.command("export")

@@ -245,7 +245,8 @@ def _history_paths() -> dict:
         "/api/history/stats": {"get": _get(
             "history_stats", "Counts, durations and sizes, by type and by day",
             _ok(_answer(total={"type": "integer"})), (400, 503),
-            [_query("days", {"type": "integer", "minimum": 1, "maximum": 3660, "default": 30}),
+            [_query("days", {"type": "integer", "minimum": 1, "maximum": filters.MAX_DAYS,
+                             "default": 30}),
              *filter_parameters()])},
         "/api/history/export.csv": {"get": _get(
             "history_export", "The selected operations as CSV",

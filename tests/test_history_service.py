@@ -82,6 +82,12 @@ def test_records_in_the_guides_id_shape_are_listed_searched_counted_and_exported
     page = client.get("/history/20251104_my-own_id")
     assert page.status_code == 200 and "20251104_my-own_id_out.jpg</a>" in page.get_data(
         as_text=True)
+    usage = client.get("/stats?days=3660")
+    assert usage.status_code == 200 and "Operations per day, last 3660 days" in usage.get_data(
+        as_text=True)
+    shown = app.test_cli_runner().invoke(args=["history", "stats", "--days", "3660"]).stdout
+    assert shown.splitlines()[2].split() == [
+        "text_to_image", "32", "1", "-", "-", f"{32 * size:,}", "bytes"]
     (storage_dir / "20251103_000001_out.jpg").unlink()  # its size cannot be known
     assert client.get("/history/20251103_000001").status_code == 200
     assert client.get("/api/history/20251104_my-own_id/files/20251104_my-own_id_out.jpg"

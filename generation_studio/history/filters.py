@@ -22,6 +22,7 @@ PROVIDERS = ("local", "replicate", "fal")
 MAX_QUERY_CHARS = 500
 TRASH = ("exclude", "only", "include")
 MAX_IDS = 500
+MAX_DAYS = 3660  # the statistics' operations per day, at most ten years back
 
 
 class FilterError(ValueError):

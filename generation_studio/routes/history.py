@@ -48,7 +48,7 @@ def operations():
 
 @bp.get("/api/history/stats")
 def stats():
-    days = inputs.number("days", 1, 3660, 30, integer=True, source=request.args)
+    days = inputs.number("days", 1, filters.MAX_DAYS, 30, integer=True, source=request.args)
     # Trashed operations still take their room until the trash is emptied.
     body = current_history().stats(filters.parse(request.args, trash="include"), days)
     return jsonify(success=True, **body)

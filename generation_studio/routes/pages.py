@@ -247,7 +247,7 @@ def comparison(records: list) -> list:
 
 @bp.get("/stats")
 def stats():
-    days = inputs.number("days", 1, 365, 30, integer=True, source=request.args)
+    days = inputs.number("days", 1, filters.MAX_DAYS, 30, integer=True, source=request.args)
     body = current_history().stats(Filters(), days)
     by_type = sorted(body["byType"].items(), key=lambda kv: -kv[1]["count"])
     today = datetime.now(timezone.utc).date()
