@@ -67,6 +67,7 @@ echo "2. Text to image"
 post /api/generate/text-to-image -H 'Content-Type: application/json' \
   -d '{"prompt": "un chat", "aspectRatio": "16:9"}'
 saved text_to_image
+text_to_image_id=$last_id
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -104,16 +105,18 @@ echo "4. Files in the storage folder"
 ls -lh "$STORAGE_DIR" | tail -n 8
 
 echo "5. History"
+listed=$(curl -sS "$BASE_URL/api/history?type=text_to_image&limit=20")
+check "history lists the text-to-image operation" grep -q "\"${text_to_image_id:-missing}\"" <<<"$listed"
 history=$(curl -sS "$BASE_URL/api/history?limit=5")
-check "history lists the text-to-image operation" grep -q "${last_id:-missing}" <<<"$history"
 "$PYTHON" -c 'import json, sys
 for op in json.load(sys.stdin)["operations"]:
     print("  ", op["operationId"], op["operationType"], op["status"], op.get("prompt") or "")' <<<"$history"
 
 echo "6. Last saved JSON"
-last_json=$(ls -t "$STORAGE_DIR"/*.json 2>/dev/null | head -n 1)
+# The folder listed, not a glob: a folder of 100,000 records is too long an argument list.
+last_json=$(ls -t "$STORAGE_DIR" | grep -m 1 '\.json$')
 check "a JSON record exists" test -n "$last_json"
-[ -n "$last_json" ] && cat "$last_json" && echo
+[ -n "$last_json" ] && cat "$STORAGE_DIR/$last_json" && echo
 
 echo "storage: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
