@@ -15,7 +15,8 @@ export FLASK_QUEUE_IN_PROCESS=false  # the worker below runs the jobs
 "$BIN/flask" --app generation_studio worker --threads "$JOB_THREADS" &
 worker=$!
 "$BIN/gunicorn" --workers "$WEB_WORKERS" --worker-class gthread --threads "$WEB_THREADS" \
-  --bind "$HOST:$PORT" --graceful-timeout 5 --access-logfile - "generation_studio:create_app()" &
+  --bind "$HOST:$PORT" --graceful-timeout 5 --access-logfile - --no-control-socket \
+  "generation_studio:create_app()" &
 web=$!
 trap 'kill -TERM $web $worker 2>/dev/null; wait $web $worker 2>/dev/null; exit 0' INT TERM
 echo "Generation Studio on http://$HOST:$PORT/ (web: $WEB_WORKERS processes; jobs: 1 worker, $JOB_THREADS threads); Ctrl-C stops it"

@@ -47,7 +47,8 @@ class Processes:
         port = free_port()
         proc = self.start([str(BIN / "gunicorn"), "--workers", str(workers), "--worker-class",
                            "gthread", "--threads", "64", "--bind", f"127.0.0.1:{port}",
-                           "generation_studio:create_app()"], environment(storage, **settings),
+                           "--no-control-socket", "generation_studio:create_app()"],
+                          environment(storage, **settings),
                           name)
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 30
