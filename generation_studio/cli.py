@@ -48,8 +48,9 @@ def _history():
 def filter_options(command):
     """The history API's filters, as options."""
     for option in reversed([
-        click.option("--type", "types", multiple=True, type=click.Choice(list(OPERATION_TYPES)),
-                     help="Only this operation type (repeatable)."),
+        click.option("--type", "types", multiple=True,
+                     help=f"Only this operation type (repeatable): {', '.join(OPERATION_TYPES)}, "
+                          "or another the history holds."),
         click.option("--status", type=click.Choice(list(filters.STATUSES))),
         click.option("--provider", type=click.Choice(list(filters.PROVIDERS))),
         click.option("--q", help="Words the prompt contains."),
@@ -66,7 +67,7 @@ def filter_options(command):
 def _filters(types, **values) -> filters.Filters:
     args = MultiDict([("type", t) for t in types])
     args.update({k: "1" if v is True else v for k, v in values.items() if v})
-    return filters.parse(args)
+    return _history().filters_from(args)
 
 
 def _progress(label: str, iterable=None, length=None):

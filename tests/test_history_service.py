@@ -99,6 +99,33 @@ def test_records_in_the_guides_id_shape_are_listed_searched_counted_and_exported
         (storage_dir / "20251104_my-own_id_out.jpg").exists()
 
 
+def test_a_type_of_another_writer_is_filtered_like_the_catalogues(storage_dir):
+    """The guide's workflows record "the exact type of the workflow found":
+    a type the history holds is a filter; one it does not hold is a 400."""
+    for n in range(3):
+        guide_record(storage_dir, f"20251103_wf{n:04d}", "a cat", operationType="generate_then_animate")
+    guide_record(storage_dir, "20251103_t2i000", "a cat")
+    app = make_app(storage_dir)
+    client = app.test_client()
+    found = client.get("/api/history?type=generate_then_animate&q=cat").get_json()
+    assert (found["total"], sorted(op["operationId"] for op in found["operations"])) == (
+        3, ["20251103_wf0000", "20251103_wf0001", "20251103_wf0002"])
+    both = "/api/history/stats?days=3660&type=generate_then_animate&type=text_to_image"
+    assert client.get(both).get_json()["total"] == 4
+    assert client.get("/api/history/export.csv?type=generate_then_animate").get_data(
+        as_text=True).count("generate_then_animate") == 3
+    assert client.get("/history?type=generate_then_animate").status_code == 200
+    refused = client.get("/api/history?type=txt_to_image")
+    assert (refused.status_code, refused.get_json()["field"]) == (400, "type")
+    assert refused.get_json()["error"].endswith(
+        ", workflow, generate_then_animate (got 'txt_to_image')")
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["history", "list", "--type", "generate_then_animate"])
+    assert (listed.exit_code, listed.stdout.count("generate_then_animate")) == (0, 3)
+    wrong = runner.invoke(args=["history", "list", "--type", "txt_to_image"])
+    assert wrong.exit_code == 2 and "(got 'txt_to_image')" in wrong.output
+
+
 def test_files_that_are_not_records_are_counted_and_named(storage_dir, tmp_path):
     guide_record(storage_dir, "20251103_abc123", "a cat")
     (storage_dir / "20251103_broken.json").write_text("{ not json")

@@ -20,6 +20,7 @@ from ..storage import layout
 STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 PROVIDERS = ("local", "replicate", "fal")
 MAX_QUERY_CHARS = 500
+MAX_TYPE_CHARS = 100
 TRASH = ("exclude", "only", "include")
 MAX_IDS = 500
 MAX_DAYS = 3660  # the statistics' operations per day, at most ten years back
@@ -120,13 +121,18 @@ def _separates(char: str) -> bool:
     return _SEPARATES[char]
 
 
-def parse(args, trash: str = "exclude") -> Filters:
+def parse(args, trash: str = "exclude", recorded=None) -> Filters:
     """Filters from a query string (a MultiDict); ``FilterError`` naming what is allowed.
-    Trashed operations are left out unless ``trash`` (or the query's ``trash``) says."""
+    Trashed operations are left out unless ``trash`` (or the query's ``trash``) says.
+    A type outside the catalogue is one ``recorded()`` names (the types the history
+    holds: records of other writers have their own; None when it cannot say)."""
     types = args.getlist("type")
-    for name in types:
-        if name not in OPERATION_TYPES:
-            raise FilterError(f"type must be one of {', '.join(OPERATION_TYPES)} (got {name!r})",
+    unknown = [name for name in types if name not in OPERATION_TYPES]
+    held = recorded() if unknown and recorded else []
+    for name in unknown:
+        if held is not None and name not in held or len(name) > MAX_TYPE_CHARS:
+            allowed = [*OPERATION_TYPES, *(t for t in held or () if t not in OPERATION_TYPES)]
+            raise FilterError(f"type must be one of {', '.join(allowed)} (got {name[:100]!r})",
                               "type")
     q = args.get("q") or ""
     if len(q) > MAX_QUERY_CHARS:

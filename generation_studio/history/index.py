@@ -447,6 +447,11 @@ class OperationIndex:
         row = self.execute("SELECT created_at FROM operations WHERE id = ?", (op_id,)).fetchone()
         return row[0] if row else None
 
+    def types(self) -> list[str]:
+        """The operation types the history holds."""
+        return [t for t, in self.execute("SELECT DISTINCT type FROM summary WHERE n > 0 "
+                                         "AND type != '' ORDER BY type")]
+
     def with_status(self, statuses) -> list[str]:
         statuses = list(statuses)
         return [r[0] for r in self.execute(

@@ -20,7 +20,7 @@ from ..storage import archive, layout
 from ..storage.folder import OperationFolder
 from . import records, recovery, retention
 from . import trash as trashing
-from .filters import FilterError, Filters
+from .filters import FilterError, Filters, parse
 from .index import OperationIndex
 from .locks import DayLocks
 from .rebuild import IndexKeeper
@@ -305,6 +305,11 @@ class HistoryService:
         more = last is not None and last != ids[-1] if ids else False
         total = len(where) if filters == Filters() else None
         return Page(chosen, total, last if more else None, degraded=True)
+
+    def filters_from(self, args, trash: str = "exclude") -> Filters:
+        """``filters.parse``, a type being one of the catalogue or of the history."""
+        return parse(args, trash, recorded=lambda: self.keeper.query(
+            lambda ix: ix.types(), lambda: None))
 
     def stats(self, filters: Filters, days: int = 30) -> dict:
         return self.keeper.query(lambda ix: ix.stats(filters, days), self.unavailable)

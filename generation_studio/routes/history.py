@@ -37,7 +37,8 @@ def operations():
     args = request.args
     limit = inputs.number("limit", 1, MAX_PAGE, 50, integer=True, source=args)
     offset = inputs.number("offset", 0, 10**9, 0, integer=True, source=args)
-    page = current_history().page(filters.parse(args), limit, offset, args.get("before"))
+    history = current_history()
+    page = history.page(history.filters_from(args), limit, offset, args.get("before"))
     body = {"success": True, "operations": page.operations, "total": page.total,
             "limit": limit, "offset": offset, "nextCursor": page.next_cursor}
     if page.degraded:
@@ -50,13 +51,15 @@ def operations():
 def stats():
     days = inputs.number("days", 1, filters.MAX_DAYS, 30, integer=True, source=request.args)
     # Trashed operations still take their room until the trash is emptied.
-    body = current_history().stats(filters.parse(request.args, trash="include"), days)
+    history = current_history()
+    body = history.stats(history.filters_from(request.args, trash="include"), days)
     return jsonify(success=True, **body)
 
 
 @bp.get("/api/history/export.csv")
 def export_csv():
-    chunks = export.chunks(current_history(), filters.parse(request.args))
+    history = current_history()
+    chunks = export.chunks(history, history.filters_from(request.args))
     return Response(chunks, mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="operations.csv"'})
 

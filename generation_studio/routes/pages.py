@@ -143,7 +143,8 @@ def gallery():
         query = MultiDict(args)
         if "parentId" not in query:
             query.setdefault("toplevel", "1")
-        found = current_history().page(filters.parse(query), PAGE_SIZE, (number - 1) * PAGE_SIZE)
+        history = current_history()
+        found = history.page(history.filters_from(query), PAGE_SIZE, (number - 1) * PAGE_SIZE)
     except FilterError as e:
         return render_template("gallery.html", **{**view, "error": e.message}), 400
     pages = max(1, math.ceil(found.total / PAGE_SIZE)) if found.total is not None else None
