@@ -5,6 +5,7 @@ history, and what dead writers leave is cleaned up."""
 import csv
 import io
 import json
+import logging
 import os
 import random
 import signal
@@ -18,7 +19,7 @@ import pytest
 
 from generation_studio import create_app
 from generation_studio.history import recovery
-from generation_studio.history.filters import iso
+from generation_studio.history.filters import Filters, iso
 from generation_studio.storage import archive, layout
 
 from .conftest import TEXT_TO_IMAGE, png_bytes
@@ -124,6 +125,66 @@ def test_a_type_of_another_writer_is_filtered_like_the_catalogues(storage_dir):
     assert (listed.exit_code, listed.stdout.count("generate_then_animate")) == (0, 3)
     wrong = runner.invoke(args=["history", "list", "--type", "txt_to_image"])
     assert wrong.exit_code == 2 and "(got 'txt_to_image')" in wrong.output
+
+
+def two_processes(storage_dir):
+    """Two histories on one folder and index, as two server processes have,
+    each with its connection open."""
+    from generation_studio.history import HistoryService
+    shared = [HistoryService(storage_dir, storage_dir / ".index" / "history.sqlite3")
+              for _ in range(2)]
+    for history in shared:
+        history.start(wait=True)
+        history.save({"operationType": "text_to_image", "status": "succeeded"})
+    return shared
+
+
+def counts(*histories):
+    return [h.page(Filters(), 1).total for h in histories]
+
+
+def test_a_process_follows_the_index_another_rebuilt_in_its_place(storage_dir, caplog):
+    """Another process rebuilt the index (a new file in its place): this one's
+    rows go to that file, not to the one it replaced, which nobody reads."""
+    caplog.set_level(logging.INFO)
+    first, second = two_processes(storage_dir)
+    first.keeper.broken(RuntimeError("as if it had failed"))
+    first.keeper._thread.join(20)
+    assert "History index rebuilt: 2 operation(s)" in caplog.text
+    second.save({"operationType": "text_to_image", "status": "succeeded"})
+    assert counts(first, second) == [3, 3]
+
+
+def test_an_index_removed_while_in_use_is_rebuilt_not_made_empty(storage_dir, caplog):
+    first, second = two_processes(storage_dir)
+    for suffix in ("", "-wal", "-shm"):
+        (storage_dir / ".index" / f"history.sqlite3{suffix}").unlink(missing_ok=True)
+    first.page(Filters(), 1)  # finds it gone: answered from the records, and rebuilt
+    assert "history.sqlite3 was removed): the history answers from the records" in caplog.text
+    first.keeper._thread.join(20)
+    assert counts(first, second) == [2, 2]
+
+
+def test_processes_that_find_the_index_broken_at_once_rebuild_it_once(storage_dir, caplog):
+    import fcntl
+    caplog.set_level(logging.INFO)
+    first, second = two_processes(storage_dir)
+    path = storage_dir / ".index" / "history.sqlite3"
+    first.index.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    path.write_bytes(os.urandom(path.stat().st_size))  # garbage, in place
+    turn = os.open(path.parent / "rebuild.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(turn, fcntl.LOCK_EX)  # both find it broken before either rebuilds
+    for history in (first, second):
+        history.index.close()  # read anew
+        history.page(Filters(), 1)
+    os.close(turn)
+    for history in (first, second):
+        history.keeper._thread.join(20)
+    assert caplog.text.count("History index rebuilt: 2 operation(s)") == 1
+    assert caplog.text.count("History index rebuilt by another process: using it") == 1
+    assert first.index.identity == second.index.identity
+    second.save({"operationType": "text_to_image", "status": "succeeded"})
+    assert counts(first, second) == [3, 3]
 
 
 def test_files_that_are_not_records_are_counted_and_named(storage_dir, tmp_path):

@@ -1010,6 +1010,7 @@ def test_an_index_that_cannot_be_written_is_rebuilt_in_the_named_temp_folder(tmp
         history.index.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{expected}{suffix}").unlink(missing_ok=True)
+        (expected.parent / "rebuild.lock").unlink()  # the processes' turns to rebuild
         expected.parent.rmdir()
 
 
@@ -1120,8 +1121,10 @@ def test_a_rebuild_that_keeps_failing_is_tried_four_times(history, monkeypatch):
 
     monkeypatch.setattr(history.keeper, "_fresh_index", fresh_index)
     monkeypatch.setattr(history.keeper, "problem", "DatabaseError: malformed")  # as broken() sets
+    monkeypatch.setattr(history.keeper, "_broken_file", os.open(history.index.path, os.O_RDONLY))
     history.keeper._rebuild()
     assert len(attempts) == 4
+    os.close(history.keeper._broken_file)
 
 
 def test_reindex_makes_a_new_index_when_the_old_one_cannot_be_cleared(history, monkeypatch):

@@ -287,25 +287,55 @@ class OtherVersion(sqlite3.DatabaseError):
     """An index file made by another version of the studio (an upgrade): rebuilt."""
 
 
+def hold(path) -> int:
+    """An open descriptor of the file at ``path``: while it is open, the
+    file's inode is not given to another file."""
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def file_identity(found: os.stat_result) -> tuple[int, int]:
+    return found.st_dev, found.st_ino
+
+
+class IndexGone(sqlite3.DatabaseError):
+    """The index file was removed while in use: rebuilt, never silently made anew."""
+
+
 class OperationIndex:
     def __init__(self, path):
         self.path = Path(path)
         self._local = threading.local()
         self.has_fts = self.has_json = None
+        self.identity = None  # (device, inode) of the file in use, once opened
 
     def connect(self) -> sqlite3.Connection:
-        """This thread's connection, made (and the schema checked) on first use."""
+        """This thread's connection, made (and the schema checked) on first use,
+        and made again when another process has put a new file in the index's
+        place (a rebuild): a connection to the file it replaced would go on
+        reading and writing a file nobody else sees. Each connection holds the
+        file open, so that its inode cannot be reused by the new one."""
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS,
-                                   isolation_level=None, check_same_thread=False)
-            try:
-                self._prepare(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._local.conn = conn
+        try:
+            identity = file_identity(os.stat(self.path))
+        except FileNotFoundError:
+            if self.identity is not None:
+                self.close()
+                raise IndexGone(f"the index file {self.path} was removed") from None
+            identity = None  # made below, on first use
+        if conn is not None and identity == self._local.identity:
+            return conn
+        self.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS,
+                               isolation_level=None, check_same_thread=False)
+        try:
+            self._prepare(conn)
+            held = hold(self.path)
+        except BaseException:
+            conn.close()
+            raise
+        self._local.conn, self._local.held = conn, held
+        self._local.identity = self.identity = file_identity(os.fstat(held))
         return conn
 
     def _prepare(self, conn) -> None:
@@ -337,6 +367,7 @@ class OperationIndex:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
+            os.close(self._local.held)
             self._local.conn = None
 
     def execute(self, sql: str, params=()):

@@ -10,6 +10,7 @@ aside and applied when it is done, so none is lost.
 """
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -22,7 +23,8 @@ import zlib
 from pathlib import Path
 
 from ..storage import archive, layout
-from .index import IndexBusy, OperationIndex, OtherVersion, row_of, sources_of
+from .index import (IndexBusy, OperationIndex, OtherVersion, file_identity, hold, row_of,
+                    sources_of)
 
 BATCH = 5000  # rows per transaction, records read per pass
 SEEN_BATCH = 50_000  # ids of the folder's listing sorted and stored at once
@@ -57,6 +59,8 @@ class IndexKeeper:
         self._thread = None  # the background rebuild
         self._rebuilding = threading.Lock()  # one rebuild at a time
         self._rebuilt = None  # what the last background rebuild (or fill of an empty index) made
+        self._started = time.time()
+        self._broken_file = None  # the index file that failed, held open (see _rebuilt_elsewhere)
 
     # What the service calls -------------------------------------------------------
     def query(self, use, fallback):
@@ -393,9 +397,10 @@ class IndexKeeper:
             except INDEX_ERRORS as e:
                 self.service.log.warning("The history index %s is broken (%s): making a new "
                                          "one", self.index.path, e)
-                index = self._fresh_index()
-                summary = self.catch_up(index, progress=progress)
-                self._swap_in(index)
+                with self._replacing():
+                    index = self._fresh_index()
+                    summary = self.catch_up(index, progress=progress)
+                    self._swap_in(index)
                 return summary
 
     def _follow(self, busy, progress) -> None:
@@ -414,6 +419,8 @@ class IndexKeeper:
             if self.problem is not None:
                 return
             self.problem = f"{type(error).__name__}: {error}"
+            with contextlib.suppress(OSError):
+                self._broken_file = hold(self.index.path)
         if isinstance(error, OtherVersion):  # expected after an upgrade: not a fault
             self.service.log.warning("The history index %s was made by another version of the "
                                      "studio (%s): the history answers from the records while it "
@@ -428,8 +435,14 @@ class IndexKeeper:
     def _rebuild(self) -> None:
         for attempt in range(len(RETRY_SECONDS) + 1):
             try:
-                with self._rebuilding:
+                with self._rebuilding, self._replacing():
                     if self.problem is None:  # ``reindex`` repaired it meanwhile
+                        return
+                    index = self._rebuilt_elsewhere()
+                    if index is not None:
+                        self._swap_in(index)
+                        self.service.log.info("History index rebuilt by another process: "
+                                              "using it (%s)", index.path)
                         return
                     index = self._fresh_index()
                     summary = self.catch_up(index)
@@ -452,16 +465,66 @@ class IndexKeeper:
                 index.add(items) if kind == "add" else index.remove(items)
             self._pending = []
             self.index, self.problem = index, None
+            if self._broken_file is not None:
+                os.close(self._broken_file)
+                self._broken_file = None
+
+    def _places(self) -> tuple[Path, Path]:
+        """Where the index goes: its own place, else one in the system's temp
+        folder (the same for every process sharing the folder)."""
+        place = Path(self.service.index_path)
+        return place, Path(tempfile.gettempdir()) / (
+            "generation-studio-index-"
+            + hashlib.sha256(str(self.service.root.resolve()).encode()).hexdigest()[:16]
+        ) / place.name
+
+    @contextlib.contextmanager
+    def _replacing(self):
+        """Held while this process replaces the index file. The processes
+        sharing the folder all find it broken at about the same time: one
+        rebuilds, the others then take its file up (``_rebuilt_elsewhere``)
+        instead of each removing the file another has just made."""
+        for folder in (path.parent for path in self._places()):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(folder / "rebuild.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+            return
+        yield  # no folder to lock in: none to rebuild in either (the rebuild says so)
+
+    def _rebuilt_elsewhere(self) -> OperationIndex | None:
+        """The index another process made since this one found its own broken:
+        a file other than the broken one in the index's place, or in the temp
+        folder one made after this process started; whole and writable."""
+        for n, path in enumerate(self._places()):
+            try:
+                found = os.stat(path)
+            except OSError:
+                continue
+            if self._broken_file is not None and \
+                    file_identity(found) == file_identity(os.fstat(self._broken_file)):
+                continue
+            index = OperationIndex(path)
+            try:
+                made = float(index.get_meta("created") or 0)
+                if (n == 0 or made >= self._started) and index.refilled_by() is None:
+                    index.set_meta("checked", str(time.time()))  # proves it can be written
+                    return index
+            except (INDEX_ERRORS + (ValueError,)):
+                pass
+            index.close()
+        return None
 
     def _fresh_index(self) -> OperationIndex:
         """An empty, writable index: in place of the broken one, or in the
         system's temp folder when its own place cannot be written."""
-        place = Path(self.index.path)
-        fallback = Path(tempfile.gettempdir()) / (
-            "generation-studio-index-"
-            + hashlib.sha256(str(self.service.root.resolve()).encode()).hexdigest()[:16]
-        ) / place.name
-        for path in (place, fallback):
+        for path in self._places():
             try:
                 for suffix in ("", "-wal", "-shm", "-journal"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -470,7 +533,8 @@ class IndexKeeper:
                 return index
             except (OSError, sqlite3.Error) as e:
                 self.service.log.warning("Cannot make the history index at %s (%s)", path, e)
-        raise OSError(f"no writable place for the history index ({place}, {fallback})")
+        raise OSError("no writable place for the history index "
+                      f"({', '.join(map(str, self._places()))})")
 
 
 GONE = "gone"  # a record deleted since the folder was listed

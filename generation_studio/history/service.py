@@ -14,6 +14,7 @@ import errno
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import events, thumbnails
 from ..storage import archive, layout
@@ -56,6 +57,7 @@ class HistoryService:
         self.root = self.folder.root
         self.locks = DayLocks(self.root)
         self.log = logger or logging.getLogger(__name__)
+        self.index_path = Path(index_path)
         self.keeper = IndexKeeper(self, OperationIndex(index_path))
 
     def start(self, wait: bool = False) -> None:
