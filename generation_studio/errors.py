@@ -6,6 +6,7 @@ routing errors (404, 405) and Werkzeug's (413) answer in the same shape.
 Every JSON answer is strict JSON (``StrictJSONProvider``): never ``NaN``.
 """
 
+import errno
 import math
 
 from flask import current_app, g, jsonify, redirect, render_template, request, url_for
@@ -80,6 +81,8 @@ def error_body(message: str, status: int, field: str | None = None):
     return jsonify(body), status
 
 
+STORAGE_REFUSALS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
+
 # Domain errors (plain exceptions of the history) and their HTTP statuses.
 _DOMAIN_STATUSES = ((FilterError, 400), (ImageRefused, 400), (NotFound, 404),
                     (IndexUnavailable, 503), (ArchiveDamaged, 409))
@@ -141,6 +144,19 @@ def _domain_error(e: Exception):
     return response, status
 
 
+def _os_error(e: OSError):
+    """A change the storage refused (read-only, full, not allowed): 503, one
+    line in the log; any other OSError is unexpected."""
+    if e.errno not in STORAGE_REFUSALS:
+        return _unexpected_error(e)
+    current_app.logger.warning("The storage refused %s %s: %s", request.method, request.path, e)
+    response, status = error_body(f"The storage cannot be written ({e.strerror}): try again "
+                                  "when it can", 503)
+    if hasattr(response, "headers"):
+        response.headers["Retry-After"] = "30"
+    return response, status
+
+
 def _unexpected_error(e: Exception):
     current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
     return error_body(*describe(e))
@@ -152,4 +168,5 @@ def init_app(app):
     app.register_error_handler(HTTPException, _http_error)
     for kind, _ in _DOMAIN_STATUSES:
         app.register_error_handler(kind, _domain_error)
+    app.register_error_handler(OSError, _os_error)
     app.register_error_handler(Exception, _unexpected_error)

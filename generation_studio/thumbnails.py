@@ -42,7 +42,8 @@ def has_picture(record: dict) -> bool:
 
 
 def thumbnail(history, record: dict):
-    """The thumbnail's path, made if needed; None when there is no picture."""
+    """The thumbnail's path, made if needed (its bytes when it cannot be
+    kept); None when there is no picture."""
     path = path_for(history, record["operationId"])
     if _cached(path):
         return path
@@ -58,8 +59,9 @@ def thumbnail(history, record: dict):
 
 def preview(history, op_id: str, file_name: str, width: int | None = None):
     """The path of ``file_name`` (one of ``op_id``'s files) at the preview width
-    nearest above ``width`` (the largest when None), made if needed; None when
-    the record has no such file or it is not a picture."""
+    nearest above ``width`` (the largest when None), made if needed (its bytes
+    when it cannot be kept); None when the record has no such file or it is
+    not a picture."""
     found = history.open_file(op_id, file_name)
     if found is None or not _shown(found[1]["contentType"]):
         return None
@@ -105,11 +107,16 @@ def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
 
 
-def _save(path: Path, image: Image.Image) -> Path | None:
+def _save(path: Path, image: Image.Image) -> Path | bytes | None:
+    """``path`` with ``image`` cached in it; its bytes alone when the storage
+    cannot be written (read-only, full, refused): shown, not kept."""
     buffer = io.BytesIO()
     image.save(buffer, "WEBP", quality=80)
     if path.parent.is_symlink():  # never write outside the storage folder
         return None
-    path.parent.mkdir(exist_ok=True)
-    write_atomic(path, buffer.getvalue())
+    try:
+        path.parent.mkdir(exist_ok=True)
+        write_atomic(path, buffer.getvalue())
+    except OSError:
+        return buffer.getvalue()
     return path

@@ -578,6 +578,16 @@ def test_storage_full_or_read_only_still_answers_200_with_the_result_inline(
                      and p.name not in (f"{before}.json", "filler")
                      and not p.name.startswith(before)]
         assert leftovers == []
+        thumb = client.get(f"/history/{before}/thumb")  # made, shown, kept if it fits
+        assert (thumb.status_code, thumb.mimetype) == (200, "image/webp")
+        if fault == "read-only":
+            assert thumb.headers["Cache-Control"] == "no-store"
+            for refused in (client.post(f"/api/history/{before}/star", json={"starred": True}),
+                            client.delete(f"/api/history/{before}")):
+                assert (refused.status_code, refused.get_json()["error"]) == (
+                    503, "The storage cannot be written (Read-only file system): try again "
+                         "when it can")
+            assert client.get(f"/api/history/{before}").status_code == 200
     finally:
         subprocess.run(["umount", "-l", str(storage_dir)])
 

@@ -6,7 +6,7 @@ import math
 import re
 from datetime import datetime, timedelta, timezone
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, Response, abort, render_template, request
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
@@ -187,11 +187,7 @@ def curl_of(record: dict) -> Markup:
 def thumb(op_id):
     history = current_history()
     record = history.get(op_id)
-    path = thumbnails.thumbnail(history, record) if record else None
-    source = files.open_inside(history.root, path) if path else None
-    if source is None:  # no picture, or a link planted in .thumbs
-        abort(404)
-    return files.send_stored(source, "image/webp", path.name, max_age=86400)
+    return _picture(history, thumbnails.thumbnail(history, record) if record else None)
 
 
 @bp.get("/history/<op_id>/preview/<path:name>")
@@ -202,11 +198,18 @@ def preview(op_id, name):
     if width not in PREVIEW_WIDTHS:
         abort(400, f"w must be one of {', '.join(map(str, PREVIEW_WIDTHS))}")
     history = current_history()
-    path = thumbnails.preview(history, op_id, name, width)
-    source = files.open_inside(history.root, path) if path else None
-    if source is None:
+    return _picture(history, thumbnails.preview(history, op_id, name, width))
+
+
+def _picture(history, made):
+    """A thumbnail or preview: its cached file, or its bytes when the storage
+    could not keep it (not cached by the browser either: it may be kept next time)."""
+    if isinstance(made, bytes):
+        return Response(made, mimetype="image/webp", headers={"Cache-Control": "no-store"})
+    source = files.open_inside(history.root, made) if made else None
+    if source is None:  # no picture, or a link planted in .thumbs
         abort(404)
-    return files.send_stored(source, "image/webp", path.name, max_age=86400)
+    return files.send_stored(source, "image/webp", made.name, max_age=86400)
 
 
 @bp.get("/compare")
