@@ -588,6 +588,14 @@ def test_storage_full_or_read_only_still_answers_200_with_the_result_inline(
                     503, "The storage cannot be written (Read-only file system): try again "
                          "when it can")
             assert client.get(f"/api/history/{before}").status_code == 200
+        else:
+            with pytest.raises(OSError, match="No space left"), \
+                    open(storage_dir / "filler", "ab") as more:
+                while True:
+                    more.write(b"\0" * 4096)
+                    more.flush()
+        health = client.get("/api/health").get_json()
+        assert (health["status"], health["storageWritable"]) == ("degraded", False)
     finally:
         subprocess.run(["umount", "-l", str(storage_dir)])
 

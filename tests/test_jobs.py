@@ -260,6 +260,36 @@ def test_queued_jobs_survive_a_restart_of_every_process(make):
         assert wait_for_status(again, op_id, ("succeeded", "failed"))["status"] == "succeeded"
 
 
+def test_a_worker_whose_queue_cannot_be_opened_yet_takes_it_up_once_it_can(make, monkeypatch,
+                                                                             caplog):
+    """Its folder read-only at start, say: the worker says so once and tries
+    again, so the jobs queued once it is writable run without a restart."""
+    import logging
+    from generation_studio.jobs import queue, service
+    monkeypatch.setattr(service, "QUEUE_RETRY_SECONDS", 0.05)
+    real, refused = queue.make_queue, []
+
+    def make_queue(config):
+        if len(refused) < 5:
+            refused.append(1)
+            raise OSError(30, "Read-only file system")
+        return real(config)
+
+    web = make(QUEUE_IN_PROCESS=False)
+    op_id = web.test_client().post("/api/generate/text-to-image", headers=ASYNC, json={
+        **PROMPT, "seed": 1}).get_json()["operationId"]  # queued: the web's queue opened
+    monkeypatch.setattr(queue, "make_queue", make_queue)
+    worker = make(QUEUE_IN_PROCESS=False)
+    with caplog.at_level(logging.INFO):
+        worker.extensions["jobs"].start_workers(2)
+        assert wait_for_status(worker, op_id, ("succeeded", "failed"))["status"] == "succeeded"
+    said = [r.getMessage() for r in caplog.records if "job queue" in r.getMessage()]
+    assert said == ["No job queue ([Errno 30] Read-only file system): operations run in their "
+                    "requests until it can be opened (tried every 0.05 s)",
+                    "The job queue is open"]
+    assert len(refused) == 5
+
+
 def test_a_job_queued_many_times_at_once_runs_once(make, monkeypatch):
     app = make(QUEUE_IN_PROCESS=False, QUEUE_THREADS=4)
     provider = app.extensions["generation_provider"]

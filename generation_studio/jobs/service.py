@@ -23,6 +23,7 @@ from . import queue, reaper, runner
 
 logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = (0.002, 0.25)  # a worker's wait for work grows from the first to the second
+QUEUE_RETRY_SECONDS = 5  # a worker's wait before trying again to open a queue that failed
 
 
 def current_jobs() -> "Jobs":
@@ -41,6 +42,7 @@ class Jobs:
         self._finished = {}  # op id -> Event, set when its record reaches a final status
         self.running = {}  # op id -> runner.Reporter of the jobs this process runs
         self.unsaved = {}  # op id -> (Result, created) that ran but could not be written
+        self._no_queue = False  # the queue could not be opened (said once)
 
     # The queue ---------------------------------------------------------------------
     @property
@@ -165,23 +167,48 @@ class Jobs:
         self._workers = []
 
     def _reap(self) -> None:
-        """Take up what dead workers left: now, then every half lease."""
+        """Take up what dead workers left: now, then every half lease. A fault
+        that lasts (a full disk) is said once, not at every turn."""
+        failing = None
         while True:
             try:
                 with self.app.app_context():
                     reaper.sweep(self)
-            except Exception:
-                logger.exception("Could not look for operations that lost their worker")
+                if failing is not None:
+                    logger.info("Looking for operations that lost their worker again")
+                failing = None
+            except Exception as e:
+                if failing is None:
+                    logger.exception("Could not look for operations that lost their worker; "
+                                     "tried again every %g s", self.app.config["LEASE_SECONDS"] / 2)
+                failing = e
             if self._stop.wait(self.app.config["LEASE_SECONDS"] / 2):
                 return
 
-    def _work(self) -> None:
-        try:
-            huey, delay = self.huey, IDLE_POLL_SECONDS[0]
-        except Exception as e:
-            logger.error("No job queue (%s): operations run in their requests", e)
-            return
+    def _open_queue(self):
+        """The queue, waited for while it cannot be opened (its folder
+        read-only, say; said once): None when the workers stop."""
         while not self._stop.is_set():
+            try:
+                huey = self.huey
+            except Exception as e:
+                with self._lock:
+                    said, self._no_queue = self._no_queue, True
+                if not said:
+                    logger.error("No job queue (%s): operations run in their requests until it "
+                                 "can be opened (tried every %g s)", e, QUEUE_RETRY_SECONDS)
+                self._stop.wait(QUEUE_RETRY_SECONDS)
+                continue
+            with self._lock:
+                said, self._no_queue = self._no_queue, False
+            if said:
+                logger.info("The job queue is open")
+            return huey
+        return None
+
+    def _work(self) -> None:
+        huey, delay = self._open_queue(), IDLE_POLL_SECONDS[0]
+        while huey is not None and not self._stop.is_set():
             try:
                 task = huey.dequeue()
             except Exception:

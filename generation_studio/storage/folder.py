@@ -65,7 +65,11 @@ class OperationFolder:
         return self.root / name
 
     def writable(self) -> bool:
-        return self.root.is_dir() and os.access(self.root, os.W_OK)
+        """Whether the folder can be written: there, allowed, and not full."""
+        if not (self.root.is_dir() and os.access(self.root, os.W_OK)):
+            return False
+        space = os.statvfs(self.root)
+        return (space.f_bfree if os.geteuid() == 0 else space.f_bavail) > 0
 
     # Writing ----------------------------------------------------------------------
     def write(self, op_id: str, record: dict, inputs=(), outputs=(), meanwhile=None) -> dict:
