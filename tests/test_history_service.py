@@ -600,6 +600,49 @@ def test_storage_full_or_read_only_still_answers_200_with_the_result_inline(
         subprocess.run(["umount", "-l", str(storage_dir)])
 
 
+def test_a_read_only_storage_is_indexed_with_no_lock_files_to_make(tmp_path):
+    """Records another program wrote, on a storage mounted read-only: the
+    index (elsewhere) is filled under shared locks that need no file."""
+    storage_dir = tmp_path / "ops"
+    mounted(storage_dir, "size=1m")
+    try:
+        for n in range(3):
+            guide_record(storage_dir, f"20251103_ro{n:04d}", "a cat")
+        subprocess.run(["mount", "-o", "remount,ro", str(storage_dir)], check=True)
+        app = make_app(storage_dir, INDEX_PATH=str(tmp_path / "index" / "h.sqlite3"))
+        client = app.test_client()
+        assert client.get("/api/history?q=cat").get_json()["total"] == 3
+        assert client.get("/api/health").get_json()["history"]["index"] == "ok"
+        assert not (storage_dir / ".locks").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(storage_dir)])
+
+
+def test_a_rebuild_that_gave_up_is_tried_again_at_the_next_recovery_turn(storage_dir,
+                                                                         monkeypatch):
+    from generation_studio.history import rebuild
+    monkeypatch.setattr(rebuild, "RETRY_SECONDS", (0, 0, 0))
+    app = make_app(storage_dir)
+    history = app.extensions["history"]
+    guide_record(storage_dir, "20251103_abc123", "a cat")
+    keeper, real, tries = history.keeper, history.keeper._fresh_index, []
+
+    def fresh_index():
+        tries.append(1)
+        if len(tries) <= 4:  # the storage is still failing: the first rebuild gives up
+            raise OSError(30, "Read-only file system")
+        return real()
+
+    monkeypatch.setattr(keeper, "_fresh_index", fresh_index)
+    keeper.broken(RuntimeError("as if it had failed"))
+    keeper._thread.join(20)
+    assert (len(tries), history.health()["index"]) == (4, "rebuilding")
+    history.check_index()  # the recovery turn
+    keeper._thread.join(20)
+    assert (len(tries), history.health()["index"]) == (5, "ok")
+    assert app.test_client().get("/api/history").get_json()["total"] == 1
+
+
 # Recovery --------------------------------------------------------------------------
 WRITER = """
 import sys

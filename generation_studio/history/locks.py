@@ -10,11 +10,14 @@ process dies, so a ``kill -9`` never leaves a day locked.
 """
 
 import contextlib
+import errno
 import fcntl
 import os
 from pathlib import Path
 
 from ..storage import layout
+
+CANNOT_WRITE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
 
 
 class DayLocks:
@@ -37,17 +40,32 @@ class DayLocks:
         fds = []
         try:
             for day in sorted(set(days)):
-                fds.append(self._open(day))
-                fcntl.flock(fds[-1], how)
+                fd = self._open(day, how)
+                if fd is not None:
+                    fds.append(fd)
+                    fcntl.flock(fd, how)
             yield
         finally:
             for fd in reversed(fds):
                 os.close(fd)  # closing releases the lock
 
-    def _open(self, day: str) -> int:
+    def _open(self, day: str, how) -> int | None:
+        """The day's lock file, made if need be. A storage that cannot be
+        written (read-only, refused, full) still gives a shared lock, so that
+        the history can be read and reindexed: through the file if it is
+        there, else none (this process could not make the file; neither can
+        it change the day's operations)."""
         path = self.folder / f"{day}.lock"
         try:
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            try:
+                return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except FileNotFoundError:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            if how != fcntl.LOCK_SH or e.errno not in CANNOT_WRITE:
+                raise
+        try:
+            return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            return None

@@ -159,6 +159,10 @@ class IndexKeeper:
         be unreadable is not read at every turn (it is read again once mended
         and reindexed), and the skipped files are logged only when they change.
         """
+        if again and self.problem is not None and not (self._thread and self._thread.is_alive()):
+            self.service.log.info("Trying again to rebuild the history index (%s)", self.problem)
+            self._start_rebuild()  # it gave up: the storage may be back
+            return
         if again and (self.problem is not None or not self.ready.is_set()):
             return  # a rebuild, or the start-up's check, is under way
         told = _summary(self.skipped)
@@ -429,6 +433,9 @@ class IndexKeeper:
             self.service.log.error("The history index %s cannot be used (%s): the history "
                                    "answers from the records while it is rebuilt in the "
                                    "background", self.index.path, error)
+        self._start_rebuild()
+
+    def _start_rebuild(self) -> None:
         self._thread = threading.Thread(target=self._rebuild, daemon=True, name="index-rebuild")
         self._thread.start()
 
@@ -455,7 +462,7 @@ class IndexKeeper:
             except INDEX_ERRORS as e:
                 if attempt == len(RETRY_SECONDS):
                     self.service.log.error("Could not rebuild the history index (%s); it will "
-                                           "be tried again at the next start", e)
+                                           "be tried again at the next recovery turn", e)
                     return
                 time.sleep(RETRY_SECONDS[attempt])
 
