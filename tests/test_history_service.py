@@ -104,7 +104,8 @@ def test_a_type_of_another_writer_is_filtered_like_the_catalogues(storage_dir):
     """The guide's workflows record "the exact type of the workflow found":
     a type the history holds is a filter; one it does not hold is a 400."""
     for n in range(3):
-        guide_record(storage_dir, f"20251103_wf{n:04d}", "a cat", operationType="generate_then_animate")
+        guide_record(storage_dir, f"20251103_wf{n:04d}", "a cat", resultFile=None,
+                     operationType="generate_then_animate")
     guide_record(storage_dir, "20251103_t2i000", "a cat")
     app = make_app(storage_dir)
     client = app.test_client()
@@ -115,7 +116,9 @@ def test_a_type_of_another_writer_is_filtered_like_the_catalogues(storage_dir):
     assert client.get(both).get_json()["total"] == 4
     assert client.get("/api/history/export.csv?type=generate_then_animate").get_data(
         as_text=True).count("generate_then_animate") == 3
-    assert client.get("/history?type=generate_then_animate").status_code == 200
+    gallery = client.get("/history?type=generate_then_animate").get_data(as_text=True)
+    assert gallery.count('<li class="tile nofile">') == 3  # a result URL, no file kept
+    assert gallery.count("No result file was kept.") == 3
     refused = client.get("/api/history?type=txt_to_image")
     assert (refused.status_code, refused.get_json()["field"]) == (400, "type")
     assert refused.get_json()["error"].endswith(

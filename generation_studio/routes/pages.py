@@ -81,12 +81,16 @@ def duration_of(record: dict) -> float | None:
 
 def tile_of(record: dict) -> dict:
     """What a gallery tile shows: ``kind`` is failed, waiting (no result yet or
-    canceled), video (a ``<video>``), animation (an animated image) or image."""
+    canceled), nofile (succeeded, but no file was kept: a guide's record that
+    has only its result's URL), video (a ``<video>``), animation (an animated
+    image) or image."""
     outputs = record.get("outputs") or []
     if record.get("status") == "failed":
         kind = "failed"
-    elif record.get("status") != "succeeded" or not outputs:
+    elif record.get("status") != "succeeded":
         kind = "waiting"
+    elif not outputs:
+        kind = "nofile"
     elif is_video(outputs[0]):
         kind = "video"
     elif makes_video(record):
