@@ -309,6 +309,24 @@ def test_a_reindex_by_another_process_never_shows_part_of_the_history(storage_di
     assert client.get("/api/history?q=lighthouse&limit=5").get_json()["total"] == 400
 
 
+def test_health_shows_how_far_another_processs_reindex_has_gone(storage_dir):
+    for n in range(400):  # 8 days: the refill writes, and says how far it is, a day at a time
+        guide_record(storage_dir, f"2025110{1 + n % 8}_{n:06x}", "a lighthouse")
+    client = make_app(storage_dir).test_client()
+    reindex = subprocess.Popen([sys.executable, "-c", SLOW_REINDEX, str(storage_dir)],
+                               stdout=subprocess.PIPE, text=True)
+    seen = set()
+    while reindex.poll() is None:
+        history = client.get("/api/health").get_json()["history"]
+        if history["indexProblem"] == f"being rebuilt by process {reindex.pid}":
+            seen.add(history["indexProgress"])
+        time.sleep(0.02)
+    assert reindex.stdout.read() == "400\n"
+    said = seen - {None}  # None: before its first day is written
+    assert said and said <= {f"{50 * days} of 400 records read" for days in range(1, 9)}
+    assert client.get("/api/health").get_json()["history"]["indexProgress"] is None
+
+
 def test_a_second_reindex_while_one_runs_is_refused_and_changes_nothing(storage_dir):
     for n in range(300):
         guide_record(storage_dir, f"20251103_{n:06x}", "a lighthouse")

@@ -410,6 +410,7 @@ class OperationIndex:
                 raise IndexBusy(other)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('refill', ?)",
                          (f"{os.getpid()} {time.time()}",))
+            conn.execute("DELETE FROM meta WHERE key = 'progress'")  # the refill's, for others
             if empty:
                 self._empty(conn)
             else:

@@ -61,6 +61,7 @@ class IndexKeeper:
         self._rebuilt = None  # what the last background rebuild (or fill of an empty index) made
         self._started = time.time()
         self._broken_file = None  # the index file that failed, held open (see _rebuilt_elsewhere)
+        self._telling = False  # a refill here writes its progress for other processes
 
     # What the service calls -------------------------------------------------------
     def query(self, use, fallback):
@@ -97,9 +98,10 @@ class IndexKeeper:
         refiller = None if self.problem else self._refiller()
         problem = self.problem or (refiller and f"being rebuilt by process {refiller}")
         state = "rebuilding" if problem else "ok" if self.ready.is_set() else "checking"
-        known = self.problem or refiller == os.getpid()  # another process's progress is its own
+        mine = self.problem or refiller == os.getpid()
         return {"index": state, "indexPath": str(self.index.path), "indexProblem": problem,
-                "indexProgress": self.progress_text() if known else None,
+                "indexProgress": self.progress_text() if mine else
+                self._told_progress() if refiller else None,
                 **self._skipped_report()}
 
     def _found_skipped(self, index, skipped: dict) -> None:
@@ -124,6 +126,13 @@ class IndexKeeper:
             if isinstance(report, dict) and set(report) == {"skipped", "skippedFiles"}:
                 return report
         return _summary(self.skipped)
+
+    def _told_progress(self) -> str | None:
+        """How far another process's refill has gone, as it said in the index."""
+        try:
+            return self.index.get_meta("progress")
+        except INDEX_ERRORS:
+            return None
 
     def _refiller(self) -> int | None:
         try:
@@ -265,6 +274,7 @@ class IndexKeeper:
                                    "(SELECT id FROM temp.indexed)").fetchone()[0]
             self.progress = [0, missing]
             bulk = empty and missing and not refilling
+            self._telling = bool(bulk or refilling)  # other processes' health shows the progress
             with index.refill(empty=False) if bulk else contextlib.nullcontext():
                 added, unreadable = self._add_missing(conn, index, skipped, progress)
             total = conn.execute("SELECT COUNT(*) FROM temp.seen").fetchone()[0]
@@ -371,6 +381,8 @@ class IndexKeeper:
             found.append(row)
             sources += its_sources
         index.add_rows(found, sources)
+        if self._telling:
+            index.set_meta("progress", self.progress_text())
         return len(found), unreadable
 
     def _read(self, pool, ids: list, where: dict):
