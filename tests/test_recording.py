@@ -144,6 +144,31 @@ def test_unwritable_storage_still_answers_200_and_logs(client, storage_dir, capl
                         r"result is sent inline", line), line
 
 
+def test_a_result_the_storage_has_no_room_for_is_inline_and_leaves_no_record_to_run_again(
+        app, client, storage_dir, monkeypatch):
+    """Its accepted record fitted, then the queue and the result did not: the
+    answer is inline (not saved), and nothing is left to be run again later."""
+    from generation_studio.history import HistoryService
+    jobs, real_update = app.extensions["jobs"], HistoryService.update
+
+    def no_queue(op_id):
+        raise OSError(28, "No space left on device")
+
+    def no_room(self, op_id, change, outputs=(), durable=True):
+        if outputs:
+            raise OSError(28, "No space left on device")
+        return real_update(self, op_id, change, outputs, durable)
+
+    monkeypatch.setattr(jobs, "enqueue", no_queue)
+    monkeypatch.setattr(HistoryService, "update", no_room)
+    response = client.post("/api/generate/text-to-image", json=PROMPT)
+    body = response.get_json()
+    assert (response.status_code, body["saved"], body["operationId"]) == (200, False, None)
+    assert body["resultUrl"].startswith("data:image/jpeg;base64,")
+    assert sorted(p.name for p in storage_dir.iterdir() if p.is_file()) == []
+    assert app.extensions["history"].unfinished() == []
+
+
 def test_unwritable_storage_keeps_the_error_answer_of_a_failed_request(client, storage_dir,
                                                                         caplog):
     shutil.rmtree(storage_dir)

@@ -85,6 +85,12 @@ class Jobs:
                 with contextlib.suppress(Exception):
                     history.delete(record["operationId"])
                 raise
+            if record["operationId"] in self.unsaved:
+                # It ran, but its result could not be written (the storage filled
+                # up): the request answers it inline, as not saved. Its accepted
+                # record must not stay behind to be run a second time later.
+                with contextlib.suppress(Exception):
+                    history.delete(record["operationId"])
         return record
 
     # Following --------------------------------------------------------------------
