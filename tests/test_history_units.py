@@ -216,8 +216,25 @@ def test_delete_many_adds_the_bytes_of_every_day(history):
            for d in (3, 3, 1)]
     expected = sum(sum(sizes(history, i).values()) for i in ops)
     seen = []
-    assert history.delete_many(ops, progress=seen.append) == expected
+    assert history.delete_many(ops, progress=seen.append) == (expected, 3)
     assert seen == [2, 1] and history.locations() == {}
+    assert history.delete_many(ops) == (0, 0)  # deleted by another caller first: not counted
+
+
+def test_cleanup_deletes_an_old_workflow_with_its_later_steps(history):
+    """A workflow's steps are recorded as each ends, after the workflow began:
+    left behind by a cutoff between them, they would be taken for the steps
+    of a lost workflow, which would come back as a failed one."""
+    now = datetime.now(timezone.utc)
+    parent = save(history, days_ago=10, operationType="edit_then_video")["operationId"]
+    steps = [save(history, days_ago=10 - n / 24, parentId=parent)["operationId"]
+             for n in (1, 2)]  # an hour and two after it
+    kept = save(history, days_ago=1)["operationId"]
+    cutoff = now - timedelta(days=10) + timedelta(minutes=30)
+    done = history.cleanup(now - cutoff)
+    assert (done["operations"], sorted(done["ids"])) == (3, sorted([parent, *steps]))
+    assert list(history.locations()) == [kept]
+    assert history.recover()["reattached"] == []
 
 
 def test_cleanup_reports_exact_figures(history):

@@ -505,10 +505,16 @@ class OperationIndex:
                                            (op_id,))]
 
     def created_before(self, cutoff: str) -> list[tuple[str, int]]:
-        """``(id, bytes)`` of operations created before ``cutoff``, oldest first."""
-        return self.execute("SELECT id, COALESCE(input_bytes, 0) + COALESCE(output_bytes, 0) "
-                            "FROM operations WHERE created_at < ? ORDER BY created_at",
-                            (cutoff,)).fetchall()
+        """``(id, bytes)`` of operations created before ``cutoff``, with the
+        steps of workflows created before it (a step may end after the cutoff:
+        left alone, it would be taken for a workflow lost), oldest first."""
+        size = "COALESCE({r}.input_bytes, 0) + COALESCE({r}.output_bytes, 0)"
+        return self.execute(
+            f"SELECT id, {size.format(r='o')}, created_at FROM operations o "
+            f"WHERE created_at < ? UNION "
+            f"SELECT s.id, {size.format(r='s')}, s.created_at FROM operations p "
+            f"JOIN operations s ON s.parent_id = p.id WHERE p.created_at < ? "
+            f"ORDER BY 3", (cutoff, cutoff)).fetchall()
 
     def count(self, filters: Filters) -> int:
         return self.page(filters, 0)[1]

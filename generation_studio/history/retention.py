@@ -31,8 +31,9 @@ def parse_age(text: str) -> timedelta:
 
 def old_operations(history, older_than: timedelta) -> list[tuple[str, int]]:
     """``(id, bytes)`` of operations created before now - ``older_than``."""
-    return history.keeper.query(lambda ix: ix.created_before(cutoff(older_than)),
+    rows = history.keeper.query(lambda ix: ix.created_before(cutoff(older_than)),
                                 history.unavailable)
+    return [(op_id, size) for op_id, size, _ in rows]
 
 
 def cleanup(history, older_than: timedelta, dry_run: bool = False, progress=None) -> dict:
@@ -43,8 +44,8 @@ def cleanup(history, older_than: timedelta, dry_run: bool = False, progress=None
     if dry_run:
         return {"operations": len(old), "bytes": sum(size for _, size in old), "ids": ids,
                 "resumed": 0, "dryRun": True}
-    freed = history.delete_many(ids, progress=progress)
-    return {"operations": len(old), "bytes": freed, "ids": ids, "resumed": resumed,
+    freed, deleted = history.delete_many(ids, progress=progress)
+    return {"operations": deleted, "bytes": freed, "ids": ids, "resumed": resumed,
             "dryRun": False}
 
 

@@ -375,25 +375,27 @@ class HistoryService:
         with self.locks.exclusive(layout.day_of(i) for i in ids):
             if self.get(op_id) is None:
                 raise NotFound(f"No operation {op_id!r}")
-            freed = self._delete_locked(ids)
+            freed, _ = self._delete_locked(ids)
         return ids, freed
 
-    def delete_many(self, op_ids, progress=None) -> int:
-        """Delete operations whole, one day at a time; return the bytes freed."""
-        by_day, freed = {}, 0
+    def delete_many(self, op_ids, progress=None) -> tuple[int, int]:
+        """Delete operations whole, one day at a time: ``(bytes freed, how
+        many were deleted)``, those another caller deleted first not counted."""
+        by_day, freed, deleted = {}, 0, 0
         for op_id in op_ids:
             by_day.setdefault(layout.day_of(op_id), []).append(op_id)
         for day, ids in sorted(by_day.items()):
             with self.locks.exclusive([day]):
-                freed += self._delete_locked(ids)
+                more, found = self._delete_locked(ids)
+            freed, deleted = freed + more, deleted + found
             if progress:
                 progress(len(ids))
-        return freed
+        return freed, deleted
 
-    def _delete_locked(self, ids) -> int:
+    def _delete_locked(self, ids) -> tuple[int, int]:
         """Records first (they leave the history at once), then their files,
         then index rows; archived ones are dropped from their zip. The caller
-        holds the days' locks."""
+        holds the days' locks. ``(bytes freed, records found)``."""
         found = self.get_many(ids)
         names = [layout.record_name(i) for i in ids]
         for op_id, record in found.items():
@@ -413,7 +415,7 @@ class HistoryService:
                                          "until it is repaired") from None
                 self.log.warning("%s: %s; left as it is", e.name, e)  # none is listed
         self.keeper.remove(ids)
-        return freed
+        return freed, len(found)
 
     def star(self, op_id: str, starred: bool) -> dict:
         """Star (or unstar) an operation; its record."""

@@ -35,4 +35,5 @@ def empty(history, older_than: timedelta) -> dict:
     """Delete for good what was trashed before now - ``older_than``."""
     ids = history.keeper.query(lambda ix: ix.trashed_before(cutoff(older_than)),
                                history.unavailable)
-    return {"operations": len(ids), "bytes": history.delete_many(ids) if ids else 0, "ids": ids}
+    freed, deleted = history.delete_many(ids) if ids else (0, 0)
+    return {"operations": deleted, "bytes": freed, "ids": ids}
