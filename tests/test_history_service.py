@@ -190,6 +190,31 @@ def test_processes_that_find_the_index_broken_at_once_rebuild_it_once(storage_di
     assert counts(first, second) == [3, 3]
 
 
+def test_a_process_that_found_the_index_broken_takes_up_a_reindex_running_elsewhere(
+        storage_dir, caplog):
+    """``flask history reindex`` refills the index in its place while a server
+    waits its turn to rebuild it: the server takes that refill up when it ends,
+    instead of removing the file it fills."""
+    import fcntl
+    caplog.set_level(logging.INFO)
+    first, second = two_processes(storage_dir)
+    for n in range(300):
+        guide_record(storage_dir, f"20251103_{n:06x}", "a lighthouse")
+    turn = os.open(storage_dir / ".index" / "rebuild.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(turn, fcntl.LOCK_EX)
+    second.keeper.broken(RuntimeError("as if it had failed"))  # waits for its turn
+    reindex = subprocess.Popen([sys.executable, "-c", SLOW_REINDEX, str(storage_dir)],
+                               stdout=subprocess.PIPE, text=True)
+    assert wait_for(lambda: first.index.get_meta("refill") is not None)
+    os.close(turn)  # its turn: the refill is still running
+    second.keeper._thread.join(30)
+    assert reindex.wait(30) == 0 and reindex.stdout.read() == "302\n"
+    assert "History index rebuilt by another process: using it" in caplog.text
+    assert "History index rebuilt: " not in caplog.text
+    assert second.index.identity == first.index.identity
+    assert counts(first, second) == [302, 302]
+
+
 def test_files_that_are_not_records_are_counted_and_named(storage_dir, tmp_path):
     guide_record(storage_dir, "20251103_abc123", "a cat")
     (storage_dir / "20251103_broken.json").write_text("{ not json")

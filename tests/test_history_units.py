@@ -1139,6 +1139,7 @@ def test_a_rebuild_that_keeps_failing_is_tried_four_times(history, monkeypatch):
     monkeypatch.setattr(history.keeper, "_fresh_index", fresh_index)
     monkeypatch.setattr(history.keeper, "problem", "DatabaseError: malformed")  # as broken() sets
     monkeypatch.setattr(history.keeper, "_broken_file", os.open(history.index.path, os.O_RDONLY))
+    monkeypatch.setattr(history.keeper, "_broken_at", time.time())
     history.keeper._rebuild()
     assert len(attempts) == 4
     os.close(history.keeper._broken_file)

@@ -430,6 +430,8 @@ class OperationIndex:
                     conn.execute(statement)
                 self._make_triggers(conn)
                 conn.execute("DELETE FROM meta WHERE key = 'refill'")
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('refilled', ?)",
+                             (str(time.time()),))
 
     def refilled_by(self) -> int | None:
         """The process refilling this index now: until it ends, the index

@@ -33,6 +33,7 @@ INDEX_ERRORS = (sqlite3.Error, OSError)
 READY_WAIT_SECONDS = 3  # a query at start-up waits this long for the first check
 SKIPPED_NAMED = 50  # files not read as records named in /api/health (all are counted)
 RETRY_SECONDS = (5, 30, 120)
+REFILL_POLL_SECONDS = 0.5  # how often a process waiting for another's refill looks again
 
 
 def ids_fingerprint(ids) -> tuple[int, int]:
@@ -62,6 +63,7 @@ class IndexKeeper:
         self._started = time.time()
         self._broken_file = None  # the index file that failed, held open (see _rebuilt_elsewhere)
         self._telling = False  # a refill here writes its progress for other processes
+        self._broken_at = 0.0
 
     # What the service calls -------------------------------------------------------
     def query(self, use, fallback):
@@ -435,6 +437,7 @@ class IndexKeeper:
             if self.problem is not None:
                 return
             self.problem = f"{type(error).__name__}: {error}"
+            self._broken_at = time.time()
             with contextlib.suppress(OSError):
                 self._broken_file = hold(self.index.path)
         if isinstance(error, OtherVersion):  # expected after an upgrade: not a fault
@@ -471,7 +474,7 @@ class IndexKeeper:
                                       summary["added"], index.path)
                 self._log_skipped()
                 return
-            except INDEX_ERRORS as e:
+            except (INDEX_ERRORS + (IndexBusy,)) as e:  # busy: another filled it first
                 if attempt == len(RETRY_SECONDS):
                     self.service.log.error("Could not rebuild the history index (%s); it will "
                                            "be tried again at the next recovery turn", e)
@@ -519,20 +522,24 @@ class IndexKeeper:
 
     def _rebuilt_elsewhere(self) -> OperationIndex | None:
         """The index another process made since this one found its own broken:
-        a file other than the broken one in the index's place, or in the temp
-        folder one made after this process started; whole and writable."""
+        a file other than the broken one in the index's place (or that one,
+        refilled since: ``flask history reindex``), or in the temp folder one
+        made after this process started; whole and writable. One that another
+        process is filling now is waited for: it will be whole."""
         for n, path in enumerate(self._places()):
             try:
-                found = os.stat(path)
+                found = file_identity(os.stat(path))
             except OSError:
                 continue
-            if self._broken_file is not None and \
-                    file_identity(found) == file_identity(os.fstat(self._broken_file)):
-                continue
+            same = self._broken_file is not None and \
+                found == file_identity(os.fstat(self._broken_file))
             index = OperationIndex(path)
             try:
+                while index.refilled_by() not in (None, os.getpid()):
+                    time.sleep(REFILL_POLL_SECONDS)
                 made = float(index.get_meta("created") or 0)
-                if (n == 0 or made >= self._started) and index.refilled_by() is None:
+                refilled = float(index.get_meta("refilled") or 0)
+                if (refilled >= self._broken_at if same else n == 0 or made >= self._started):
                     index.set_meta("checked", str(time.time()))  # proves it can be written
                     return index
             except (INDEX_ERRORS + (ValueError,)):
