@@ -2177,6 +2177,36 @@ def test_a_scan_lists_files_records_temp_files_and_what_it_skips(history):
         .files == {}
 
 
+def test_a_reindex_while_a_day_is_packed_or_unpacked_indexes_every_record(history,
+                                                                         monkeypatch):
+    """``compress`` takes a day's records out of the folder while the reindex
+    lists it (seen: whole days left out, "skipped: 0"); ``decompress`` puts
+    them back between the listing and the reading."""
+    packed = [save(history, days_ago=10)["operationId"] for _ in range(3)]
+    unpacked = [save(history, days_ago=20)["operationId"] for _ in range(2)]
+    today = save(history)["operationId"]
+    history.compress(timedelta(days=15))  # the day of ``unpacked`` in its zip
+    walk, packing = history.folder.walk, []
+
+    def walk_while_packing(records_only=False):
+        if records_only and not packing:  # the reindex's listing, after the zips'
+            packing.append(history.compress(timedelta(days=5)))
+        yield from walk(records_only)
+
+    monkeypatch.setattr(history.folder, "walk", walk_while_packing)
+    groups = history.keeper._groups
+
+    def groups_after_unpacking(conn):
+        retention.decompress(history)  # after the listing, before the reading
+        yield from groups(conn)
+
+    monkeypatch.setattr(history.keeper, "_groups", groups_after_unpacking)
+    summary = history.reindex()
+    assert packing[0]["days"] == 1
+    assert (summary["added"], summary["skipped"]) == (6, {})
+    assert sorted(history.index.ids()) == sorted([*packed, *unpacked, today])
+
+
 def test_catching_up_reads_only_the_records_the_index_lacks(history, monkeypatch):
     indexed = [save(history)["operationId"] for _ in range(2)]
     write_record(history.root, "20261101_behind")  # written by a process that died

@@ -225,20 +225,30 @@ class IndexKeeper:
         ones (the archive's day), then loose ones (""); files that are not
         records go into ``skipped``."""
         root = self.service.root
-        for day in archive.days(root):
+        before = archive.versions(root)
+        yield from self._archived(before, skipped)
+        for kind, name, what in self.service.folder.walk(records_only=True):
+            if kind == "record":
+                yield what, ""
+            elif kind == "skipped":
+                skipped[name] = what
+        # A day packed while the folder was listed had its records taken out of
+        # the folder before the listing came to them: its zip is listed again.
+        # (One unpacked meanwhile was listed from its zip, before.) An id may
+        # then come twice: wherever it is when read, it is found (``iter_records``).
+        after = archive.versions(root)
+        yield from self._archived([d for d, v in after.items() if before.get(d) != v], skipped)
+
+    def _archived(self, days, skipped: dict):
+        for day in days:
             try:
-                names = archive.names(root, day)
+                names = archive.names(self.service.root, day)
             except archive.Unreadable as e:
                 skipped[e.name] = str(e)
                 continue
             for name in names:
                 if layout.record_id(name):
                     yield layout.record_id(name), day
-        for kind, name, what in self.service.folder.walk(records_only=True):
-            if kind == "record":
-                yield what, ""
-            elif kind == "skipped":
-                skipped[name] = what
 
     def _log_skipped(self) -> None:
         if self.skipped:

@@ -357,6 +357,8 @@ class HistoryService:
                     error = ValueError(damaged[name]) if name in damaged else None
                 else:
                     _, data, error = next(loose)
+                if data is None and error is None:  # packed or unpacked since it was listed
+                    data, error = self._read_elsewhere(op_id, where[op_id])
                 try:
                     if error is not None:
                         raise error
@@ -366,6 +368,20 @@ class HistoryService:
                     yield op_id, record if where[op_id] else self._measure(record), None
                 except (OSError, ValueError) as e:
                     yield op_id, None, e
+
+    def _read_elsewhere(self, op_id: str, listed_in: str):
+        """``(bytes or None, error or None)`` of a record not where it was
+        listed: in the folder if listed in its day's zip, else in that zip.
+        (The catch-up reads under the day's lock: where it is now, it stays.)"""
+        name = layout.record_name(op_id)
+        if listed_in:
+            try:
+                return self.folder.read(name), None
+            except OSError as e:
+                return None, e
+        damaged = {}
+        data = archive.read(self.root, [name], damaged).get(name)
+        return data, ValueError(damaged[name]) if name in damaged else None
 
     # Changing ---------------------------------------------------------------------
     def delete(self, op_id: str) -> tuple[list[str], int]:

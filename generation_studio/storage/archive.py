@@ -9,6 +9,7 @@ so that two rewrites of one day never race. Only names that ``layout``
 recognises are ever read or unpacked.
 """
 
+import contextlib
 import os
 import stat
 import zipfile
@@ -52,6 +53,17 @@ def days(root: Path) -> list[str]:
                       if p.stem.isdigit() and len(p.stem) == 8 and not p.is_symlink())
     except FileNotFoundError:
         return []
+
+
+def versions(root: Path) -> dict[str, tuple]:
+    """Each day's zip as it is now (its inode, time and size): a zip packed,
+    rewritten or removed since is another version, or none."""
+    found = {}
+    for day in days(root):
+        with contextlib.suppress(OSError):
+            made = os.lstat(path_for(root, day))
+            found[day] = (made.st_ino, made.st_mtime_ns, made.st_size)
+    return found
 
 
 def _open(root: Path, day: str):
