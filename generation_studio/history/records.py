@@ -55,10 +55,12 @@ def normalize(op_id: str, raw: dict) -> dict:
     record["createdAt"] = _created(op_id, raw)
     if record.get("status") not in (*FINAL_STATUSES, *UNFINISHED):
         record["status"] = "failed" if raw.get("error") else "succeeded"
-    if not isinstance(record.get("provider"), dict):
-        record["provider"] = {"name": record.get("provider"), "model": None}
-    record["provider"] = {**record["provider"], **{k: _text(record["provider"].get(k))
-                                                   for k in ("name", "model")}}
+    provider = record.get("provider")
+    if not isinstance(provider, dict):
+        provider = record["provider"] = {"name": provider, "model": None}
+    if not (_text_or_none(provider.get("name")) and _text_or_none(provider.get("model"))):
+        record["provider"] = {**provider, "name": _text(provider.get("name")),
+                              "model": _text(provider.get("model"))}
     for key in ("completedAt", "resultFile", "trashedAt"):
         if key in record and not isinstance(record[key], str):
             del record[key]
@@ -103,6 +105,10 @@ def _text(value):
     return value if isinstance(value, str) else None
 
 
+def _text_or_none(value) -> bool:
+    return value is None or isinstance(value, str)
+
+
 def _file_entry(entry):
     """A file entry as ``{"file", "contentType", ...}``; a bare name becomes
     one. Sizes and dimensions that are not whole numbers are left out."""
@@ -120,7 +126,7 @@ def _file_entry(entry):
 
 
 def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return type(value) is int and value >= 0  # a bool is not one
 
 
 def is_final(record: dict) -> bool:
