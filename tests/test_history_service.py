@@ -368,6 +368,22 @@ def test_a_second_reindex_while_one_runs_is_refused_and_changes_nothing(storage_
     assert app.test_client().get("/api/history?q=lighthouse").get_json()["total"] == 300
 
 
+def slow_reads(monkeypatch) -> list:
+    """Records read a millisecond each, as on a large folder; the ids read, in
+    this process, go into the list returned."""
+    from generation_studio.history import rebuild
+    reads, read = rebuild.rows_of, []
+
+    def slow(*args):
+        for found in reads(*args):
+            time.sleep(0.001)
+            read.append(found[0])
+            yield found
+
+    monkeypatch.setattr(rebuild, "rows_of", slow)
+    return read
+
+
 def test_reindex_of_an_index_of_another_version_rebuilds_it_once_in_its_place(
         storage_dir, caplog, monkeypatch):
     """The CLI's start-up check finds the old index and rebuilds it in the
@@ -375,17 +391,8 @@ def test_reindex_of_an_index_of_another_version_rebuilds_it_once_in_its_place(
     over it (two at once fought over the file and left the index in /tmp)."""
     import sqlite3
 
-    from generation_studio.history import rebuild
     from generation_studio.history.index import SCHEMA_VERSION
-    reads, read = rebuild.rows_of, []
-
-    def slow_reads(*args):  # as on a large folder: the background rebuild is still running
-        for found in reads(*args):
-            time.sleep(0.001)
-            read.append(found[0])
-            yield found
-
-    monkeypatch.setattr(rebuild, "rows_of", slow_reads)
+    read = slow_reads(monkeypatch)  # the background rebuild is still running
     for n in range(3000):
         op_id = f"20251103_{n:06x}"
         guide_record(storage_dir, op_id, "a lighthouse")
@@ -414,16 +421,7 @@ def test_reindex_of_an_index_of_another_version_rebuilds_it_once_in_its_place(
 def test_reindex_with_no_index_reads_each_record_once(storage_dir, monkeypatch):
     """With no index, the CLI's start-up check fills one from every record:
     ``reindex`` takes that fill up instead of reading them all a second time."""
-    from generation_studio.history import rebuild
-    reads, read = rebuild.rows_of, []
-
-    def slow_reads(*args):  # as on a large folder: the fill is still running
-        for found in reads(*args):
-            time.sleep(0.001)
-            read.append(found[0])
-            yield found
-
-    monkeypatch.setattr(rebuild, "rows_of", slow_reads)
+    read = slow_reads(monkeypatch)  # the fill is still running
     for n in range(2000):
         guide_record(storage_dir, f"20251103_{n:06x}", "a lighthouse")
     (storage_dir / "20251103_broken.json").write_text("{")
