@@ -315,28 +315,40 @@ class OperationIndex:
         reading and writing a file nobody else sees. Each connection holds the
         file open, so that its inode cannot be reused by the new one."""
         conn = getattr(self._local, "conn", None)
-        try:
-            identity = file_identity(os.stat(self.path))
-        except FileNotFoundError:
-            if self.identity is not None:
-                self.close()
-                raise IndexGone(f"the index file {self.path} was removed") from None
-            identity = None  # made below, on first use
+        identity = self._identity_now()
         if conn is not None and identity == self._local.identity:
             return conn
         self.close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS,
-                               isolation_level=None, check_same_thread=False)
-        try:
-            self._prepare(conn)
-            held = hold(self.path)
-        except BaseException:
+        while True:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS,
+                                   isolation_level=None, check_same_thread=False)
+            try:
+                self._prepare(conn)
+                held = hold(self.path)
+            except BaseException:
+                conn.close()
+                raise
+            opened = file_identity(os.fstat(held))
+            if identity in (None, opened):  # the file was not replaced while it was opened
+                break
             conn.close()
-            raise
+            os.close(held)
+            identity = self._identity_now()
         self._local.conn, self._local.held = conn, held
-        self._local.identity = self.identity = file_identity(os.fstat(held))
+        self._local.identity = self.identity = opened
         return conn
+
+    def _identity_now(self) -> tuple[int, int] | None:
+        """The identity of the file in the index's place; None before it is
+        first made; ``IndexGone`` when it was removed since."""
+        try:
+            return file_identity(os.stat(self.path))
+        except FileNotFoundError:
+            if self.identity is not None:
+                self.close()
+                raise IndexGone(f"the index file {self.path} was removed") from None
+            return None
 
     def _prepare(self, conn) -> None:
         self.has_json = _has_json(conn)
@@ -506,10 +518,10 @@ class OperationIndex:
         return [r[0] for r in self.execute("SELECT id FROM operations WHERE parent_id = ?",
                                            (op_id,))]
 
-    def created_before(self, cutoff: str) -> list[tuple[str, int]]:
-        """``(id, bytes)`` of operations created before ``cutoff``, with the
-        steps of workflows created before it (a step may end after the cutoff:
-        left alone, it would be taken for a workflow lost), oldest first."""
+    def created_before(self, cutoff: str) -> list[tuple[str, int, str]]:
+        """``(id, bytes, created)`` of operations created before ``cutoff``,
+        with the steps of workflows created before it (a step may end after the
+        cutoff: left alone, it would be taken for a workflow lost), oldest first."""
         size = "COALESCE({r}.input_bytes, 0) + COALESCE({r}.output_bytes, 0)"
         return self.execute(
             f"SELECT id, {size.format(r='o')}, created_at FROM operations o "
