@@ -1127,6 +1127,45 @@ def test_a_broken_index_is_reported_by_the_errors_kind_and_message(history, monk
     history.keeper.problem = None
 
 
+def test_a_row_shown_unfinished_whose_record_has_ended_is_mended_at_the_recovery_turn(history):
+    """Its end was written to another index (two in use at once, after a fault)."""
+    op = save(history, status="queued")
+    path = history.root / f"{op['operationId']}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status": "succeeded"}))
+    assert [r["operationId"] for r in history.page(Filters(status="queued"), 5).operations] \
+        == [op["operationId"]]
+    history.check_index()
+    assert history.page(Filters(status="queued"), 5).total == 0
+    assert history.page(Filters(status="succeeded"), 5).total == 1
+
+
+def test_an_index_made_in_the_temp_folder_moves_back_to_its_place_once_it_can(tmp_path):
+    """A process started after the fault uses the index's own place: two
+    indexes would each miss the other's changes."""
+    blocker = tmp_path / "index"
+    blocker.write_text("x")  # its place cannot be made: a file where its folder goes
+    root = tmp_path / "ops"
+    history = HistoryService(root, blocker / "history.sqlite3")
+    history.start(wait=True)
+    history.keeper._thread.join(20)
+    fallback = Path(history.index.path)
+    try:
+        assert fallback != blocker / "history.sqlite3"
+        save(history)
+        blocker.unlink()  # the fault is lifted
+        history.check_index()  # the recovery turn
+        history.keeper._thread.join(20)
+        assert (history.index.path, history.health()["index"]) == (
+            blocker / "history.sqlite3", "ok")
+        assert history.page(Filters(), 5).total == 1
+    finally:
+        history.index.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{fallback}{suffix}").unlink(missing_ok=True)
+        (fallback.parent / "rebuild.lock").unlink(missing_ok=True)
+        fallback.parent.rmdir()
+
+
 def test_a_rebuild_that_keeps_failing_is_tried_four_times(history, monkeypatch):
     from generation_studio.history import rebuild
     monkeypatch.setattr(rebuild, "RETRY_SECONDS", (0, 0, 0))

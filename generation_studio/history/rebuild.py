@@ -25,6 +25,7 @@ from pathlib import Path
 from ..storage import archive, layout
 from .index import (IndexBusy, OperationIndex, OtherVersion, file_identity, hold, row_of,
                     sources_of)
+from .records import UNFINISHED
 
 BATCH = 5000  # rows per transaction, records read per pass
 SEEN_BATCH = 50_000  # ids of the folder's listing sorted and stored at once
@@ -176,6 +177,8 @@ class IndexKeeper:
             return
         if again and (self.problem is not None or not self.ready.is_set()):
             return  # a rebuild, or the start-up's check, is under way
+        if again and self._back_in_place():
+            return
         told = _summary(self.skipped)
         try:
             refiller = self.index.refilled_by()
@@ -194,6 +197,8 @@ class IndexKeeper:
                                       summary["added"], summary["removed"], self.index.path)
             else:
                 self._found_skipped(self.index, skipped)
+            if again:
+                self._refresh_unfinished()
             if not again or _summary(self.skipped) != told:
                 self._log_skipped()
         except IndexBusy as e:  # that process's refill will hold every record
@@ -209,6 +214,43 @@ class IndexKeeper:
                                        self.service.root, e)
         finally:
             self.ready.set()
+
+    def _back_in_place(self) -> bool:
+        """An index made in the temp folder while its own place could not be
+        written moves back there once it can (a process started since uses
+        that place: two indexes would each miss the other's changes)."""
+        place = Path(self.service.index_path)
+        if Path(self.index.path) == place:
+            return False
+        try:
+            place.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        if not os.access(place.parent, os.W_OK) or \
+                (place.exists() and not os.access(place, os.W_OK)):
+            return False
+        with self._lock:
+            if self.problem is not None:
+                return False
+            self.problem = f"moving back to {place} from the temp folder"
+            self._broken_at = time.time()
+            with contextlib.suppress(OSError):
+                self._broken_file = hold(self.index.path)
+        self.service.log.info("The history index's own place %s can be written again: the "
+                              "index moves back there", place)
+        self._start_rebuild()
+        return True
+
+    def _refresh_unfinished(self) -> None:
+        """Rows still queued or running whose record has ended: written to
+        another index while two were in use, say. The row is made to say what
+        the record says, so that no operation is shown unfinished for good."""
+        ended = [r for r in self.service.get_many(self.index.with_status(UNFINISHED)).values()
+                 if r["status"] not in UNFINISHED]
+        if ended:
+            self.index.add(ended)
+            self.service.log.info("History index: %d operation(s) it showed unfinished had "
+                                  "ended; their rows now say so", len(ended))
 
     def _readable(self, skipped: dict, unreadable: dict):
         """The ids of ``on_disk`` but those of ``unreadable`` records (kept in
