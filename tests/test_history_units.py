@@ -1845,6 +1845,7 @@ def test_a_records_time_is_written_as_the_studio_writes_times():
     assert created("2025-11-03T16:30:00+02:00") == "2025-11-03T14:30:00.000Z"
     assert created("2025-11-03T14:30:00") == "2025-11-03T14:30:00.000Z"  # UTC when unsaid
     assert created("2025-11-03") == "2025-11-03T00:00:00.000Z"
+    assert created("2025-11-03 14:30:00.000Z") == "2025-11-03T14:30:00.000Z"
 
 
 def test_fields_only_shown_are_dropped_when_of_the_wrong_kind():

@@ -90,8 +90,8 @@ def _created(op_id: str, raw: dict) -> str:
     try:
         if field:
             moment = datetime.fromisoformat(raw[field])
-            if len(raw[field]) == 24 and raw[field][-1] == "Z":  # already so
-                return raw[field]
+            if len(raw[field]) == 24 and raw[field][10] == "T" and raw[field][-1] == "Z":
+                return raw[field]  # already so
             return iso(moment.replace(tzinfo=moment.tzinfo or timezone.utc))
         day = layout.day_of(op_id)
         return iso(datetime(int(day[:4]), int(day[4:6]), int(day[6:]), tzinfo=timezone.utc))
