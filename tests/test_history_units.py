@@ -1158,6 +1158,7 @@ def test_an_index_made_in_the_temp_folder_moves_back_to_its_place_once_it_can(tm
         assert (history.index.path, history.health()["index"]) == (
             blocker / "history.sqlite3", "ok")
         assert history.page(Filters(), 5).total == 1
+        assert not fallback.exists()  # other processes on it find it gone, and follow
     finally:
         history.index.close()
         for suffix in ("", "-wal", "-shm"):

@@ -538,10 +538,20 @@ class IndexKeeper:
             for kind, items in self._pending:
                 index.add(items) if kind == "add" else index.remove(items)
             self._pending = []
-            self.index, self.problem = index, None
+            old, self.index, self.problem = self.index, index, None
             if self._broken_file is not None:
                 os.close(self._broken_file)
                 self._broken_file = None
+        place, fallback = self._places()
+        if Path(old.path) == fallback and Path(index.path) == place:
+            # Back in its place: the copy in the temp folder goes (other processes
+            # still on it then find it gone, and take this one up).
+            old.close()
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    Path(f"{fallback}{suffix}").unlink()
+            self.service.log.info("History index back in its place %s; its copy in the temp "
+                                  "folder was removed", place)
 
     def _places(self) -> tuple[Path, Path]:
         """Where the index goes: its own place, else one in the system's temp
