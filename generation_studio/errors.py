@@ -6,7 +6,6 @@ routing errors (404, 405) and Werkzeug's (413) answer in the same shape.
 Every JSON answer is strict JSON (``StrictJSONProvider``): never ``NaN``.
 """
 
-import errno
 import math
 
 from flask import current_app, g, jsonify, redirect, render_template, request, url_for
@@ -16,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from .history import ArchiveDamaged, IndexUnavailable, NotFound
 from .history.filters import FilterError
 from .media import ImageRefused
+from .storage.atomic import CANNOT_WRITE
 from .web import wants_html
 
 _HTTP_MESSAGES = {
@@ -81,8 +81,6 @@ def error_body(message: str, status: int, field: str | None = None):
     return jsonify(body), status
 
 
-STORAGE_REFUSALS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
-
 # Domain errors (plain exceptions of the history) and their HTTP statuses.
 _DOMAIN_STATUSES = ((FilterError, 400), (ImageRefused, 400), (NotFound, 404),
                     (IndexUnavailable, 503), (ArchiveDamaged, 409))
@@ -147,7 +145,7 @@ def _domain_error(e: Exception):
 def _os_error(e: OSError):
     """A change the storage refused (read-only, full, not allowed): 503, one
     line in the log; any other OSError is unexpected."""
-    if e.errno not in STORAGE_REFUSALS:
+    if e.errno not in CANNOT_WRITE:
         return _unexpected_error(e)
     current_app.logger.warning("The storage refused %s %s: %s", request.method, request.path, e)
     response, status = error_body(f"The storage cannot be written ({e.strerror}): try again "

@@ -10,14 +10,13 @@ process dies, so a ``kill -9`` never leaves a day locked.
 """
 
 import contextlib
-import errno
 import fcntl
 import os
 from pathlib import Path
 
 from ..storage import layout
+from ..storage.atomic import CANNOT_WRITE
 
-CANNOT_WRITE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
 
 
 class DayLocks:

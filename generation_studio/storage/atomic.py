@@ -18,6 +18,8 @@ from ..threads import HelperPool
 
 TMP_SUFFIX = ".tmp"  # temp files end so; recovery removes those of dead writers
 FILE_MODE = 0o644  # records are meant to be read with cat
+# What a storage that cannot be written answers (read-only, full, refused).
+CANNOT_WRITE = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
 
 
 def temp_prefix(name: str) -> str:
